@@ -1,0 +1,1 @@
+//! Text layer of ds4rs: tokenizer, chat rendering, DSML tool calls.
