@@ -133,7 +133,9 @@ impl GgmlType {
     /// Bytes of `n_elements` elements, rounding up to whole blocks as ds4 does.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
         let be = self.block_elems() as u64;
-        n_elements.div_ceil(be).checked_mul(self.block_bytes() as u64)
+        n_elements
+            .div_ceil(be)
+            .checked_mul(self.block_bytes() as u64)
     }
 
     /// Every type this crate knows, in id order.
