@@ -54,14 +54,21 @@ impl Merges {
     }
 
     fn apply_short(&self, symbols: &mut Vec<u32>) {
+        let mut n = symbols.len();
+        if n < 2 {
+            return;
+        }
         let rank_of = |s: &[u32], i: usize| self.get(s[i], s[i + 1]).map_or(u32::MAX, |m| m.0);
-        let mut ranks: Vec<u32> = (0..symbols.len().saturating_sub(1))
-            .map(|i| rank_of(symbols, i))
-            .collect();
+        // ranks[i] is the rank of the pair (symbols[i], symbols[i + 1]); a stack array
+        // because this runs once per word.
+        let mut ranks = [u32::MAX; SHORT_PIECE];
+        for (i, r) in ranks.iter_mut().enumerate().take(n - 1) {
+            *r = rank_of(symbols, i);
+        }
         loop {
             let mut best = u32::MAX;
             let mut at = 0;
-            for (i, &r) in ranks.iter().enumerate() {
+            for (i, &r) in ranks[..n - 1].iter().enumerate() {
                 if r < best {
                     best = r;
                     at = i;
@@ -75,8 +82,12 @@ impl Merges {
             };
             symbols[at] = merged;
             symbols.remove(at + 1);
-            ranks.remove(at);
-            if at < ranks.len() {
+            ranks.copy_within(at + 1..n - 1, at);
+            n -= 1;
+            if n < 2 {
+                return;
+            }
+            if at < n - 1 {
                 ranks[at] = rank_of(symbols, at);
             }
             if at > 0 {
