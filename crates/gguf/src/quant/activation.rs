@@ -76,7 +76,7 @@ pub fn quantize_q8_k_block(x: &[f32; 256]) -> BlockQ8K {
 
 /// §5.1 over a vector whose length is a multiple of 256.
 pub fn quantize_q8_k(x: &[f32]) -> Result<Vec<BlockQ8K>, QuantError> {
-    if x.len() % 256 != 0 {
+    if !x.len().is_multiple_of(256) {
         return Err(QuantError::NotBlockMultiple {
             ty: GgmlType::Q8K,
             n: x.len(),

@@ -3,6 +3,10 @@
 //! As in `kquants`, every f32 expression keeps the C order so that the
 //! output is byte-identical with a strict C build (§4.8, §8.2).
 
+// Index loops mirror the C reference and the spec's pseudocode line by
+// line, which is how their evaluation order is reviewed.
+#![allow(clippy::needless_range_loop)]
+
 use std::sync::OnceLock;
 
 use super::float::{f32_to_f16, nearest_int};
@@ -110,7 +114,7 @@ impl Tables {
             let mut e = 0.0f32;
             for i in 0..8 {
                 let diff = scale * g[i] as f32 - xv[i];
-                e = e + wa[i] * diff * diff;
+                e += wa[i] * diff * diff;
             }
             if e < best {
                 best = e;
@@ -142,8 +146,8 @@ fn sums(w: &[f32], xv: &[f32], l: &[u8]) -> (f32, f32) {
     let (mut sqx, mut sq2) = (0.0f32, 0.0f32);
     for i in 0..32 {
         let q = (2 * l[i] as i32 + 1) as f32;
-        sqx = sqx + w[i] * xv[i] * q;
-        sq2 = sq2 + w[i] * q * q;
+        sqx += w[i] * xv[i] * q;
+        sq2 += w[i] * q * q;
     }
     (sqx, sq2)
 }
@@ -154,7 +158,7 @@ pub(crate) fn quantize_iq2_xxs_block(x: &[f32], qw: &[f32], out: &mut [u8]) {
     let mut q2 = [0u32; 16];
     let mut s2 = 0.0f32;
     for &v in x {
-        s2 = s2 + v * v;
+        s2 += v * v;
     }
     let sigma2 = s2 / 256.0;
     let mut max_scale = 0.0f32;

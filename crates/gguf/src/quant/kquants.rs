@@ -6,6 +6,10 @@
 //! sums are sequential, and nothing is fused (Rust never contracts to FMA).
 //! Loops look C-like on purpose; reordering them would change the bytes.
 
+// Index loops mirror the C reference and the spec's pseudocode line by
+// line, which is how their evaluation order is reviewed.
+#![allow(clippy::needless_range_loop)]
+
 use super::dequant::q4_k_scale_min;
 use super::float::{f16_to_f32, f32_to_f16, nearest_int};
 
@@ -57,8 +61,8 @@ fn make_qkx(p: &Qkx, x: &[f32], w: &[f32], l: &mut [u8]) -> (f32, f32) {
         if x[i] > mx {
             mx = x[i];
         }
-        sw = sw + w[i];
-        sx = sx + w[i] * x[i];
+        sw += w[i];
+        sx += w[i] * x[i];
     }
     if mn > 0.0 {
         mn = 0.0;
@@ -79,7 +83,7 @@ fn make_qkx(p: &Qkx, x: &[f32], w: &[f32], l: &mut [u8]) -> (f32, f32) {
         let q = nearest_int(iscale * (x[i] - mn)).clamp(0, p.nmax);
         l[i] = q as u8;
         let e = scale * q as f32 + mn - x[i];
-        best = best + w[i] * err(e);
+        best += w[i] * err(e);
     }
     if p.nstep < 1 {
         return (scale, -mn);
@@ -92,9 +96,9 @@ fn make_qkx(p: &Qkx, x: &[f32], w: &[f32], l: &mut [u8]) -> (f32, f32) {
             let q = nearest_int(iscale * (x[i] - mn)).clamp(0, p.nmax);
             la[i] = q as u8;
             let qf = q as f32;
-            sl = sl + w[i] * qf;
-            sl2 = sl2 + w[i] * qf * qf;
-            sxl = sxl + w[i] * qf * x[i];
+            sl += w[i] * qf;
+            sl2 += w[i] * qf * qf;
+            sxl += w[i] * qf * x[i];
         }
         let d = sw * sl2 - sl * sl;
         if d > 0.0 {
@@ -107,7 +111,7 @@ fn make_qkx(p: &Qkx, x: &[f32], w: &[f32], l: &mut [u8]) -> (f32, f32) {
             let mut cur = 0.0f32;
             for i in 0..n {
                 let e = ts * la[i] as f32 + tm - x[i];
-                cur = cur + w[i] * err(e);
+                cur += w[i] * err(e);
             }
             if cur < best {
                 l[..n].copy_from_slice(&la[..n]);
@@ -145,7 +149,7 @@ pub(crate) fn make_qp(nmax: i32, x: &[f32], qw: &[f32], l: &mut [u8]) -> f32 {
     let mut best = 0.0f32;
     for i in 0..n {
         let e = x[i] - scale * l[i] as f32;
-        best = best + qw[i] * e * e;
+        best += qw[i] * e * e;
     }
     for s in -4i32..=4 {
         if s == 0 {
@@ -157,7 +161,7 @@ pub(crate) fn make_qp(nmax: i32, x: &[f32], qw: &[f32], l: &mut [u8]) -> f32 {
         for i in 0..n {
             let q = nearest_int(isc * x[i]).min(nmax);
             let e = x[i] - sc * q as f32;
-            mse = mse + qw[i] * e * e;
+            mse += qw[i] * e * e;
         }
         if mse < best {
             best = mse;
@@ -169,8 +173,8 @@ pub(crate) fn make_qp(nmax: i32, x: &[f32], qw: &[f32], l: &mut [u8]) -> f32 {
         let q = nearest_int(iscale * x[i]).min(nmax);
         l[i] = q as u8;
         let qf = q as f32;
-        slx = slx + qw[i] * x[i] * qf;
-        sl2 = sl2 + qw[i] * qf * qf;
+        slx += qw[i] * x[i] * qf;
+        sl2 += qw[i] * qf * qf;
     }
     for _ in 0..5 {
         let mut changed = 0;
@@ -184,8 +188,8 @@ pub(crate) fn make_qp(nmax: i32, x: &[f32], qw: &[f32], l: &mut [u8]) -> f32 {
                 let nl = nearest_int(x[i] * b / a).min(nmax);
                 if nl != li {
                     let nf = nl as f32;
-                    a = a + w * x[i] * nf;
-                    b = b + w * nf * nf;
+                    a += w * x[i] * nf;
+                    b += w * nf * nf;
                     if a * a * sl2 > slx * slx * b {
                         l[i] = nl as u8;
                         slx = a;
@@ -246,7 +250,7 @@ pub(crate) fn quantize_q4_k_block(x: &[f32], qw: Option<&[f32]>, out: &mut [u8])
                 let xs = &x[32 * j..32 * j + 32];
                 let mut s2 = 0.0f32;
                 for &v in xs {
-                    s2 = s2 + v * v;
+                    s2 += v * v;
                 }
                 let av = (s2 / 32.0).sqrt();
                 for (w, &v) in w.iter_mut().zip(xs) {
@@ -286,7 +290,7 @@ pub(crate) fn quantize_q4_k_block(x: &[f32], qw: Option<&[f32]>, out: &mut [u8])
             };
             let mut s2 = 0.0f32;
             for &v in x {
-                s2 = s2 + v * v;
+                s2 += v * v;
             }
             let sigma2 = 2.0 * s2 / 256.0;
             let mut sw = [0.0f32; 8];
@@ -297,7 +301,7 @@ pub(crate) fn quantize_q4_k_block(x: &[f32], qw: Option<&[f32]>, out: &mut [u8])
                 }
                 let mut sum = 0.0f32;
                 for &v in &w {
-                    sum = sum + v;
+                    sum += v;
                 }
                 sw[j] = sum;
                 let (sc, m) = make_qkx(&p, xs, &w, &mut l[32 * j..32 * j + 32]);
@@ -408,7 +412,7 @@ pub(crate) fn quantize_q2_k_block(x: &[f32], qw: Option<&[f32]>, out: &mut [u8])
             };
             let mut s2 = 0.0f32;
             for &v in x {
-                s2 = s2 + v * v;
+                s2 += v * v;
             }
             let sigma2 = s2 / 256.0;
             let mut sw = [0.0f32; 16];
@@ -419,7 +423,7 @@ pub(crate) fn quantize_q2_k_block(x: &[f32], qw: Option<&[f32]>, out: &mut [u8])
                 }
                 let mut sum = 0.0f32;
                 for &v in &w {
-                    sum = sum + v;
+                    sum += v;
                 }
                 sw[j] = sum;
                 let (s, m) = make_qkx(&p, xs, &w, &mut l[16 * j..16 * j + 16]);

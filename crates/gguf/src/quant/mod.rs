@@ -70,7 +70,7 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Quant
         op: "dequantize",
     })?;
     let (be, bb) = (ty.block_elems(), ty.block_bytes());
-    if dst.len() % be != 0 {
+    if !dst.len().is_multiple_of(be) {
         return Err(QuantError::NotBlockMultiple {
             ty,
             n: dst.len(),
@@ -128,14 +128,14 @@ pub fn quantize(
         _ => return Err(QuantError::Unsupported { ty, op: "quantize" }),
     };
     let (be, bb) = (ty.block_elems(), ty.block_bytes());
-    if ncols == 0 || ncols % be != 0 {
+    if ncols == 0 || !ncols.is_multiple_of(be) {
         return Err(QuantError::NotBlockMultiple {
             ty,
             n: ncols,
             block: be,
         });
     }
-    if src.len() % ncols != 0 {
+    if !src.len().is_multiple_of(ncols) {
         return Err(QuantError::SizeMismatch {
             what: "values (a whole number of rows)",
             expected: src.len() / ncols * ncols,
@@ -180,7 +180,7 @@ pub fn synthetic_importance(src: &[f32], ncols: usize) -> Vec<f32> {
     let mut imp = vec![0.0f32; ncols];
     for row in src.chunks_exact(ncols) {
         for (s, &v) in imp.iter_mut().zip(row) {
-            *s = *s + v * v;
+            *s += v * v;
         }
     }
     imp

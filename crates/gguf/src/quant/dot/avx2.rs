@@ -73,7 +73,7 @@ unsafe fn accumulate8(acc: f32, d: &[f32; 8], s: &[f32], isums: __m256i) -> f32 
     _mm256_storeu_ps(t.as_mut_ptr(), prod);
     let mut acc = acc;
     for v in t {
-        acc = acc + v;
+        acc += v;
     }
     acc
 }
@@ -104,7 +104,7 @@ pub(crate) unsafe fn q8_0(row: &[u8], qs: &[i8], scales: &[f32]) -> f32 {
         let wv = _mm256_loadu_si256(blk.add(2) as *const __m256i);
         let av = _mm256_loadu_si256(a.add(32 * b) as *const __m256i);
         let isum = hsum_i32(dot_i8x32(wv, av));
-        acc = acc + le_f16(&row[34 * b..], 0) * scales[b] * isum as f32;
+        acc += le_f16(&row[34 * b..], 0) * scales[b] * isum as f32;
         b += 1;
     }
     acc
@@ -147,7 +147,7 @@ pub(crate) unsafe fn mxfp4(row: &[u8], qs: &[i8], scales: &[f32]) -> f32 {
         let blk = w.add(17 * b);
         let av = _mm256_loadu_si256(a.add(32 * b) as *const __m256i);
         let isum = hsum_i32(dot_i8x32(mxfp4_values(blk, table), av));
-        acc = acc + e8m0_to_f32_half(*blk) * scales[b] * isum as f32;
+        acc += e8m0_to_f32_half(*blk) * scales[b] * isum as f32;
         b += 1;
     }
     acc
@@ -206,7 +206,7 @@ pub(crate) unsafe fn q2_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
         let isum = hsum_i32(acc);
         let dall = y.d * le_f16(&row[84 * bi..], 80);
         let dmin = y.d * le_f16(&row[84 * bi..], 82);
-        sumf = sumf + (dall * isum as f32 - dmin * summs as f32);
+        sumf += dall * isum as f32 - dmin * summs as f32;
     }
     sumf
 }
@@ -245,7 +245,7 @@ pub(crate) unsafe fn q4_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
         let isum = hsum_i32(acc);
         let d = y.d * le_f16(blk, 0);
         let dmin = y.d * le_f16(blk, 2);
-        sumf = sumf + (d * isum as f32 - dmin * summs as f32);
+        sumf += d * isum as f32 - dmin * summs as f32;
     }
     sumf
 }
@@ -281,7 +281,7 @@ pub(crate) unsafe fn iq2_xxs(row: &[u8], y: &[BlockQ8K]) -> f32 {
         }
         let bsum = hsum_i32(acc);
         let d = le_f16(blk, 0) * y.d;
-        sumf = sumf + d * bsum as f32;
+        sumf += d * bsum as f32;
     }
     0.125 * sumf
 }

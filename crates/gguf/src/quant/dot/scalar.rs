@@ -6,6 +6,10 @@
 //! Callers (`super`) have validated that `row` holds exactly one weight block
 //! per activation block.
 
+// Index loops mirror the C reference and the spec's pseudocode line by
+// line, which is how their evaluation order is reviewed.
+#![allow(clippy::needless_range_loop)]
+
 use crate::quant::activation::BlockQ8K;
 use crate::quant::dequant::q4_k_scale_min;
 use crate::quant::float::{e8m0_to_f32_half, le_f16, le_u32};
@@ -20,7 +24,7 @@ pub(crate) fn q8_0(row: &[u8], qs: &[i8], scales: &[f32]) -> f32 {
             .zip(a)
             .map(|(&w, &a)| (w as i8) as i32 * a as i32)
             .sum();
-        acc = acc + le_f16(w, 0) * s * isum as f32;
+        acc += le_f16(w, 0) * s * isum as f32;
     }
     acc
 }
@@ -36,7 +40,7 @@ pub(crate) fn mxfp4(row: &[u8], qs: &[i8], scales: &[f32]) -> f32 {
             isum += KVALUES_MXFP4[(q & 15) as usize] as i32 * a[j] as i32;
             isum += KVALUES_MXFP4[(q >> 4) as usize] as i32 * a[j + 16] as i32;
         }
-        acc = acc + e8m0_to_f32_half(w[0]) * s * isum as f32;
+        acc += e8m0_to_f32_half(w[0]) * s * isum as f32;
     }
     acc
 }
@@ -63,7 +67,7 @@ pub(crate) fn q2_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
         }
         let dall = y.d * le_f16(x, 80);
         let dmin = y.d * le_f16(x, 82);
-        sumf = sumf + (dall * isum as f32 - dmin * summs as f32);
+        sumf += dall * isum as f32 - dmin * summs as f32;
     }
     sumf
 }
@@ -89,7 +93,7 @@ pub(crate) fn q4_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
         }
         let d = y.d * le_f16(x, 0);
         let dmin = y.d * le_f16(x, 2);
-        sumf = sumf + (d * isum as f32 - dmin * summs as f32);
+        sumf += d * isum as f32 - dmin * summs as f32;
     }
     sumf
 }
@@ -117,7 +121,7 @@ pub(crate) fn iq2_xxs(row: &[u8], y: &[BlockQ8K]) -> f32 {
             }
             bsum += sumi * ls;
         }
-        sumf = sumf + d * bsum as f32;
+        sumf += d * bsum as f32;
     }
     0.125 * sumf
 }
