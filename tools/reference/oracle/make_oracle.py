@@ -798,7 +798,7 @@ def build_official(cfg):
     # global
     dense("embed.weight", "model.embed_tokens.weight", (V, D), 1.0)
     dense("head.weight", "lm_head.weight", (V, D), 2.0 / math.sqrt(D))
-    dense("norm.weight", "model.norm.weight", (D,), 0.2, "F32", mean=1.0)
+    dense("norm.weight", "model.norm.weight", (D,), 0.2, "BF16", mean=1.0)
     dense("hc_head_fn", "model.hc_head.hc_fn", (hc, hc * D), 1.0 / math.sqrt(hc * D), "F32")
     dense("hc_head_base", "model.hc_head.hc_base", (hc,), 0.5, "F32")
     dense("hc_head_scale", "model.hc_head.hc_scale", (1,), 0.25, "F32", mean=1.0)
@@ -810,15 +810,15 @@ def build_official(cfg):
             dense(f"{p}{o}_fn", f"{hp}{h}.fn", (mix, hc * D), 1.0 / math.sqrt(hc * D), "F32")
             dense(f"{p}{o}_base", f"{hp}{h}.base", (mix,), 0.5, "F32")
             dense(f"{p}{o}_scale", f"{hp}{h}.scale", (3,), 0.25, "F32", mean=1.0)
-        dense(f"{p}attn_norm.weight", f"{hp}input_layernorm.weight", (D,), 0.2, "F32", mean=1.0)
-        dense(f"{p}ffn_norm.weight", f"{hp}post_attention_layernorm.weight", (D,), 0.2, "F32", mean=1.0)
+        dense(f"{p}attn_norm.weight", f"{hp}input_layernorm.weight", (D,), 0.2, "BF16", mean=1.0)
+        dense(f"{p}ffn_norm.weight", f"{hp}post_attention_layernorm.weight", (D,), 0.2, "BF16", mean=1.0)
         # attention
         a, ha = f"{p}attn.", f"{hp}self_attn."
         fp8(f"{a}wq_a.weight", f"{ha}q_a_proj.weight", (Rq, D), 1.0 / math.sqrt(D))
-        dense(f"{a}q_norm.weight", f"{ha}q_a_norm.weight", (Rq,), 0.2, "F32", mean=1.0)
+        dense(f"{a}q_norm.weight", f"{ha}q_a_norm.weight", (Rq,), 0.2, "BF16", mean=1.0)
         fp8(f"{a}wq_b.weight", f"{ha}q_b_proj.weight", (H * Dh, Rq), 1.0 / math.sqrt(Rq))
         fp8(f"{a}wkv.weight", f"{ha}kv_proj.weight", (Dh, D), 1.0 / math.sqrt(D))
-        dense(f"{a}kv_norm.weight", f"{ha}kv_norm.weight", (Dh,), 0.3, "F32", mean=1.5)
+        dense(f"{a}kv_norm.weight", f"{ha}kv_norm.weight", (Dh,), 0.3, "BF16", mean=1.5)
         dense(f"{a}attn_sink", f"{ha}sinks", (H,), 1.0, "F32")
         fp8(f"{a}wo_a.weight", f"{ha}o_a_proj.weight", (G * Ro, H * Dh // G), 1.0 / math.sqrt(H * Dh // G))
         fp8(f"{a}wo_b.weight", f"{ha}o_b_proj.weight", (D, G * Ro), 2.0 / math.sqrt(G * Ro))
@@ -828,7 +828,7 @@ def build_official(cfg):
             dense(f"{cp}ape", f"{hcp}position_bias", (r, c * Dh), 0.5, "F32")
             dense(f"{cp}wkv.weight", f"{hcp}kv_proj.weight", (c * Dh, D), 1.0 / math.sqrt(D))
             dense(f"{cp}wgate.weight", f"{hcp}gate_proj.weight", (c * Dh, D), 1.0 / math.sqrt(D))
-            dense(f"{cp}norm.weight", f"{hcp}kv_norm.weight", (Dh,), 0.2, "F32", mean=1.0)
+            dense(f"{cp}norm.weight", f"{hcp}kv_norm.weight", (Dh,), 0.2, "BF16", mean=1.0)
             if r == 4:
                 ip, hip = f"{a}indexer.", f"{hcp}indexer."
                 fp8(f"{ip}wq_b.weight", f"{hip}q_b_proj.weight", (Hi * Di, Rq), 1.0 / math.sqrt(Rq))
@@ -836,7 +836,7 @@ def build_official(cfg):
                 dense(f"{ip}compressor.ape", f"{hip}position_bias", (r, 2 * Di), 0.5, "F32")
                 dense(f"{ip}compressor.wkv.weight", f"{hip}kv_proj.weight", (2 * Di, D), 1.0 / math.sqrt(D))
                 dense(f"{ip}compressor.wgate.weight", f"{hip}gate_proj.weight", (2 * Di, D), 1.0 / math.sqrt(D))
-                dense(f"{ip}compressor.norm.weight", f"{hip}kv_norm.weight", (Di,), 0.2, "F32", mean=1.0)
+                dense(f"{ip}compressor.norm.weight", f"{hip}kv_norm.weight", (Di,), 0.2, "BF16", mean=1.0)
         # MoE
         f_, hf_ = f"{p}ffn.", f"{hp}mlp."
         dense(f"{f_}gate.weight", f"{hf_}gate.weight", (E, D), 1.0 / math.sqrt(D))
@@ -1466,6 +1466,7 @@ def generate(name, cfg, outdir, log, skip_checks=False, from_checkpoint=None):
         layer.attn_hc._cap_name = f"layers.{l}.hc_attn"
         layer.ffn_hc._cap_name = f"layers.{l}.hc_ffn"
         layer.mlp._layer_idx = l
+    model.model.norm.register_forward_hook(lambda mod, inp, out: rec_pos("head.normed", out[0]))  # P6
     missing, unexpected = model.load_state_dict(hfw, strict=False)
     missing = [m for m in missing if "inv_freq" not in m]
     assert not missing and not unexpected, (missing, unexpected)
