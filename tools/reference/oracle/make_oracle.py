@@ -374,32 +374,36 @@ def rec_pos(name, t):
 FRAGILE_DELTA = 1e-6
 
 
-def count_fragile(tag, fn, x):
-    """Count outputs of the quantiser fn that change when its input moves by 1e-6 relative: the
-    places where a correct implementation with a different summation order may round differently
-    (model.md §11.10). Recorded in the manifest; no effect on the values."""
+def count_fragile(tag, fn, x, keep):
+    """Find outputs of the quantiser fn that change when every input element moves by
+    +-1e-6 x (RMS of its vector): the places where a correct implementation with a different
+    summation order (noise ~1e-7 of the vector's scale) may round differently (model.md §11.10).
+    Recorded in the manifest (count, total, and the indices over the last `keep` dims, i.e.
+    [position or row, (head,) dim]); no effect on the values."""
     if not State.record or State.fragile is None:
         return
-    a = fn(x * (1 + FRAGILE_DELTA))
-    b = fn(x * (1 - FRAGILE_DELTA))
-    n = int((a != b).sum())
-    tot = State.fragile.setdefault(tag, [0, 0])
-    tot[0] += n
-    tot[1] += x.numel()
+    d = FRAGILE_DELTA * x.float().pow(2).mean(-1, keepdim=True).sqrt()
+    a = fn(x + d)
+    b = fn(x - d)
+    idx = torch.nonzero(a != b)[:, -keep:].tolist()
+    ent = State.fragile.setdefault(tag, OrderedDict(count=0, total=0, at=[]))
+    ent["count"] += len(idx)
+    ent["total"] += a.numel()
+    ent["at"] += idx
 
 
-def kv_row_qat(kv: torch.Tensor, n_rope: int, tag: str = "kv") -> torch.Tensor:
+def kv_row_qat(kv: torch.Tensor, n_rope: int, tag: str) -> torch.Tensor:
     if State.fp8_kv:                                     # PATCH P1
-        count_fragile(f"fp8.{tag}", lambda v: fp8_sim_nope(v, n_rope)[..., : v.shape[-1] - n_rope], kv)
+        count_fragile(f"fp8.{tag}", lambda v: fp8_sim_nope(v, n_rope)[..., : v.shape[-1] - n_rope], kv, 2)
         kv = fp8_sim_nope(kv, n_rope)
     if State.f16_rows:                                   # PATCH P3
         kv = f16_round(kv)
     return kv
 
 
-def indexer_row_qat(v: torch.Tensor) -> torch.Tensor:
+def indexer_row_qat(v: torch.Tensor, tag: str) -> torch.Tensor:
     if State.fp4_indexer:                                # PATCH P2
-        count_fragile("fp4.indexer_rows", indexer_qat, v)
+        count_fragile(f"fp4.{tag}", indexer_qat, v, 2)
         v = indexer_qat(v)
     if State.f16_rows:                                   # PATCH P3
         v = f16_round(v)
@@ -423,7 +427,7 @@ def patched_attention_forward(self, hidden_states, position_embeddings, position
     kv = self.kv_norm(self.kv_proj(hidden_states)).view(*hidden_shape).transpose(1, 2)
     kv = M.apply_rotary_pos_emb(kv, cos, sin)
     kv_rope = kv
-    kv = kv_row_qat(kv, n_rope)
+    kv = kv_row_qat(kv, n_rope, f"{L}.kv")
 
     rec(f"{L}.input", hidden_states[0])
     rec_pos(f"{L}.q_residual", q_residual[0])
@@ -464,9 +468,9 @@ def _emit_rows(self, compressed, n_rope, name, layer_idx, kind):
     """Post-process freshly pooled+normed+roped compressed rows (PATCH P1/P2/P3) and record."""
     pre = compressed
     if kind == "attn":
-        out = kv_row_qat(compressed, n_rope, "compressor_rows")
+        out = kv_row_qat(compressed, n_rope, f"layers.{layer_idx}.{name}.rows")
     else:
-        out = indexer_row_qat(compressed)
+        out = indexer_row_qat(compressed, f"layers.{layer_idx}.{name}.rows")
     if compressed.shape[1] > 0:
         rec(f"layers.{layer_idx}.{name}.rows_rope", pre[0])
         rec(f"layers.{layer_idx}.{name}.rows", out[0])
@@ -569,7 +573,7 @@ def patched_indexer_forward(self, hidden_states, q_residual, position_ids, cache
     q = M.apply_rotary_pos_emb(q, cos_q, sin_q).transpose(1, 2)   # [B, S, Hi, Di]
     rec_pos(f"layers.{layer_idx}.indexer.q_rope", q[0])
     if State.fp4_indexer:                                          # PATCH P2
-        count_fragile("fp4.indexer_q", indexer_qat, q)
+        count_fragile(f"fp4.layers.{layer_idx}.indexer.q", indexer_qat, q, 3)
         q = indexer_qat(q)
     rec_pos(f"layers.{layer_idx}.indexer.q", q[0])
 
@@ -1557,7 +1561,14 @@ def generate_outputs(name, cfg, outdir, log, skip_checks, model, hfc, tokens, n_
                 stats[k] = float(f"{fin.pow(2).mean().sqrt().item():.4g}") if fin.numel() else 0.0
             info["activation_rms"] = stats
             info["margins"] = selection_margins(cfg, cap)
-            info["fragile"] = OrderedDict(sorted(State.fragile.items()))
+            for k, v in sorted(State.fragile.items()):
+                if k.startswith("router_gap."):
+                    info["margins"][k[len("router_gap."):] + ".moe.router_topk_gap"] = v
+            info["swiglu_clamped"] = OrderedDict(
+                (k[len("swiglu_clamped."):], dict(gate_above=v[0], up_outside=v[1], total=v[2]))
+                for k, v in sorted(State.fragile.items()) if k.startswith("swiglu_clamped."))
+            info["fragile_roundings"] = OrderedDict(
+                (k, v) for k, v in sorted(State.fragile.items()) if k.startswith("fp"))
             write_safetensors(os.path.join(outdir, f"intermediates_{mode}.safetensors"), tensors,
                               metadata={"mode": mode, "config": name, "format_version": str(FORMAT_VERSION)})
         manifest["modes"][mode] = info
