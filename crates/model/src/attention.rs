@@ -56,6 +56,8 @@ impl Attention<'_> {
         self.rope.apply(&mut kv, pos, false);
         if self.opts.qat {
             qat::fp8_round_trip(&mut kv, cfg.nope_dim());
+        }
+        if self.opts.f16_rows {
             qat::f16_round(&mut kv);
         }
         trace.record("attn_kv", self.layer, pos, &kv);
@@ -147,6 +149,7 @@ impl Attention<'_> {
             eps: self.cfg.rms_eps,
             numerics: self.opts.numerics,
             qat: self.opts.qat,
+            f16_rows: self.opts.f16_rows,
         }
     }
 

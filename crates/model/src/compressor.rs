@@ -30,6 +30,7 @@ pub struct Step<'a> {
     pub eps: f32,
     pub numerics: Numerics,
     pub qat: bool,
+    pub f16_rows: bool,
 }
 
 impl Step<'_> {
@@ -60,6 +61,8 @@ impl Step<'_> {
                 RowKind::Attention => qat::fp8_round_trip(&mut out, self.dim - self.n_rot),
                 RowKind::Indexer => qat::indexer_round_trip(&mut out),
             }
+        }
+        if self.f16_rows {
             qat::f16_round(&mut out);
         }
         if self.ratio == 4 {

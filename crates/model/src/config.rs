@@ -21,7 +21,10 @@ pub enum AttentionKind {
     Heavy,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// Serializable so `synth --shape FILE.json` can take any shape as JSON
+/// with these field names.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub n_layer: usize,
     pub n_embd: usize,

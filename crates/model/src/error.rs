@@ -40,6 +40,23 @@ pub enum ModelError {
     ContextFull { pos: usize, ctx: usize },
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A recipe asks for a type the tensor's shape cannot hold.
+    #[error("tensor {name:?} cannot be stored as {ty}: {msg}")]
+    Layout {
+        name: String,
+        ty: GgmlType,
+        msg: String,
+    },
+    /// A source checkpoint (`convert`) is malformed: `path` is the file and,
+    /// where one is at fault, the tensor or field.
+    #[error("{path}: {msg}")]
+    Checkpoint { path: String, msg: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;

@@ -37,10 +37,14 @@ impl Trace for NoTrace {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
     pub numerics: Numerics,
-    /// The FP8/FP4/f16 round trips of attention rows (attention.md §6, §12).
-    /// Part of the model: switching them off exists for exact comparisons
-    /// with a reference that omits them, never for serving.
+    /// The FP8 round trip of KV rows and the Hadamard + FP4 round trip of
+    /// indexer vectors (attention.md §6). Part of the model: switching them
+    /// off exists for exact comparisons with a reference that omits them,
+    /// never for serving.
     pub qat: bool,
+    /// f16 storage of raw, compressed and indexer rows (attention.md §12),
+    /// ds4's CPU precision; off only for the same comparisons.
+    pub f16_rows: bool,
 }
 
 impl Default for Options {
@@ -48,6 +52,7 @@ impl Default for Options {
         Options {
             numerics: Numerics::Quantized,
             qat: true,
+            f16_rows: true,
         }
     }
 }
