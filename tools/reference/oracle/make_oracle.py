@@ -392,9 +392,21 @@ def count_fragile(tag, fn, x, keep):
     ent["at"] += idx
 
 
+def count_log2f_scale_mismatch(tag, v, blk, qmax, floor):
+    """Blocks where ds4's f32 exp2(ceil(log2f(amax/qmax))) scale would differ from the exact
+    power-of-two ceiling used here (attention.md §6.1 note). Recorded in the manifest."""
+    if not State.record or State.fragile is None:
+        return
+    b = v.float().reshape(*v.shape[:-1], v.shape[-1] // blk, blk)
+    x = b.abs().amax(-1).clamp_min(floor) / qmax
+    n = int((torch.exp2(torch.ceil(torch.log2(x))) != _pow2_ceil_t(x)).sum())
+    State.fragile[f"log2f_scale_mismatch_blocks.{tag}"] = State.fragile.get(f"log2f_scale_mismatch_blocks.{tag}", 0) + n
+
+
 def kv_row_qat(kv: torch.Tensor, n_rope: int, tag: str) -> torch.Tensor:
     if State.fp8_kv:                                     # PATCH P1
         count_fragile(f"fp8.{tag}", lambda v: fp8_sim_nope(v, n_rope)[..., : v.shape[-1] - n_rope], kv, 2)
+        count_log2f_scale_mismatch(f"fp8.{tag}", kv[..., : kv.shape[-1] - n_rope], 64, 448.0, 1e-4)
         kv = fp8_sim_nope(kv, n_rope)
     if State.f16_rows:                                   # PATCH P3
         kv = f16_round(kv)
@@ -404,6 +416,7 @@ def kv_row_qat(kv: torch.Tensor, n_rope: int, tag: str) -> torch.Tensor:
 def indexer_row_qat(v: torch.Tensor, tag: str) -> torch.Tensor:
     if State.fp4_indexer:                                # PATCH P2
         count_fragile(f"fp4.{tag}", indexer_qat, v, 2)
+        count_log2f_scale_mismatch(f"fp4.{tag}", hadamard(v), 32, 6.0, 7.052966104933725e-38)
         v = indexer_qat(v)
     if State.f16_rows:                                   # PATCH P3
         v = f16_round(v)
@@ -574,6 +587,7 @@ def patched_indexer_forward(self, hidden_states, q_residual, position_ids, cache
     rec_pos(f"layers.{layer_idx}.indexer.q_rope", q[0])
     if State.fp4_indexer:                                          # PATCH P2
         count_fragile(f"fp4.layers.{layer_idx}.indexer.q", indexer_qat, q, 3)
+        count_log2f_scale_mismatch(f"fp4.layers.{layer_idx}.indexer.q", hadamard(q), 32, 6.0, 7.052966104933725e-38)
         q = indexer_qat(q)
     rec_pos(f"layers.{layer_idx}.indexer.q", q[0])
 
@@ -1569,6 +1583,8 @@ def generate_outputs(name, cfg, outdir, log, skip_checks, model, hfc, tokens, n_
                 for k, v in sorted(State.fragile.items()) if k.startswith("swiglu_clamped."))
             info["fragile_roundings"] = OrderedDict(
                 (k, v) for k, v in sorted(State.fragile.items()) if k.startswith("fp"))
+            info["log2f_scale_mismatch_blocks"] = OrderedDict(
+                (k.split(".", 1)[1], v) for k, v in sorted(State.fragile.items()) if k.startswith("log2f_scale"))
             write_safetensors(os.path.join(outdir, f"intermediates_{mode}.safetensors"), tensors,
                               metadata={"mode": mode, "config": name, "format_version": str(FORMAT_VERSION)})
         manifest["modes"][mode] = info
