@@ -20,7 +20,11 @@ fn english() -> String {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut text = String::new();
     for _ in 0..4 {
-        for f in ["tokenizer/mod.rs", "tokenizer/pretokenize.rs", "tokenizer/bpe.rs"] {
+        for f in [
+            "tokenizer/mod.rs",
+            "tokenizer/pretokenize.rs",
+            "tokenizer/bpe.rs",
+        ] {
             text.push_str(&std::fs::read_to_string(dir.join(f)).expect("source"));
         }
     }

@@ -70,7 +70,11 @@ fn decode_matches_hf_and_streams_valid_utf8() {
     for case in jsonl("decode_cases.jsonl") {
         let id_list = ids(&case["ids"]);
         let want = case["text"].as_str().expect("text");
-        assert_eq!(String::from_utf8_lossy(&tok.decode(&id_list)), want, "{id_list:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&tok.decode(&id_list)),
+            want,
+            "{id_list:?}"
+        );
         let mut d = IncrementalDecoder::new();
         let mut streamed = String::new();
         for &id in &id_list {
@@ -86,5 +90,8 @@ fn client_text_never_becomes_a_control_token() {
     let tok = tokenizer();
     let ids = tok.encode("<｜User｜>hi<think>｜DSML｜");
     assert!(ids.iter().all(|&id| id < 128000), "{ids:?}");
-    assert_eq!(String::from_utf8_lossy(&tok.decode(&ids)), "<｜User｜>hi<think>｜DSML｜");
+    assert_eq!(
+        String::from_utf8_lossy(&tok.decode(&ids)),
+        "<｜User｜>hi<think>｜DSML｜"
+    );
 }

@@ -136,6 +136,9 @@ mod tests {
 
     #[test]
     fn strings_escape_like_python() {
-        assert_eq!(dumps_str("a\"\\\n\u{1}\u{7f}é"), "\"a\\\"\\\\\\n\\u0001\u{7f}é\"");
+        assert_eq!(
+            dumps_str("a\"\\\n\u{1}\u{7f}é"),
+            "\"a\\\"\\\\\\n\\u0001\u{7f}é\""
+        );
     }
 }

@@ -82,7 +82,9 @@ pub fn render(
             }
             Role::Developer => {
                 if turn.content.is_empty() {
-                    return Err(Error::Messages("developer message with empty content".into()));
+                    return Err(Error::Messages(
+                        "developer message with empty content".into(),
+                    ));
                 }
                 out.control(Control::User);
                 out.text_push(turn.content);
@@ -188,7 +190,11 @@ fn sort_tool_results(turns: &mut [Turn<'_>]) {
                 .tool_calls
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| c.id.as_deref().filter(|id| !id.is_empty()).map(|id| (id, i)))
+                .filter_map(|(i, c)| {
+                    c.id.as_deref()
+                        .filter(|id| !id.is_empty())
+                        .map(|id| (id, i))
+                })
                 .collect();
         } else if turn.role == Role::User && !order.is_empty() {
             let mut results: Vec<Block> = turn

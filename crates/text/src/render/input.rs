@@ -68,7 +68,10 @@ fn message(m: &Value) -> std::result::Result<Message, String> {
     };
     let tool_calls = match m.get("tool_calls") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(calls)) => calls.iter().map(tool_call).collect::<std::result::Result<_, _>>()?,
+        Some(Value::Array(calls)) => calls
+            .iter()
+            .map(tool_call)
+            .collect::<std::result::Result<_, _>>()?,
         Some(_) => return Err("tool_calls must be an array".into()),
     };
     Ok(Message {
@@ -92,13 +95,15 @@ fn content(v: Option<&Value>, role: Role) -> std::result::Result<String, String>
             for p in parts {
                 match p {
                     Value::Str(s) => texts.push(s.clone()),
-                    Value::Object(_) => match (p.get("type").and_then(Value::as_str), p.get("text")) {
-                        (Some("text") | None, Some(Value::Str(t))) => texts.push(t.clone()),
-                        (ty, _) if role == Role::Tool => {
-                            texts.push(format!("[Unsupported {}]", ty.unwrap_or("None")))
+                    Value::Object(_) => {
+                        match (p.get("type").and_then(Value::as_str), p.get("text")) {
+                            (Some("text") | None, Some(Value::Str(t))) => texts.push(t.clone()),
+                            (ty, _) if role == Role::Tool => {
+                                texts.push(format!("[Unsupported {}]", ty.unwrap_or("None")))
+                            }
+                            _ => {}
                         }
-                        _ => {}
-                    },
+                    }
                     _ => return Err("content parts must be strings or objects".into()),
                 }
             }

@@ -25,7 +25,10 @@ static ASCII: [u8; 128] = {
             N
         } else if matches!(b, 9..=13 | b' ') {
             WS
-        } else if matches!(b, b'$' | b'+' | b'<' | b'=' | b'>' | b'^' | b'`' | b'|' | b'~') {
+        } else if matches!(
+            b,
+            b'$' | b'+' | b'<' | b'=' | b'>' | b'^' | b'`' | b'|' | b'~'
+        ) {
             S
         } else if b.is_ascii_punctuation() {
             P

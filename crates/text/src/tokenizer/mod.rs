@@ -113,11 +113,17 @@ impl Tokenizer {
             .map_or(&[][..], |v| v.as_slice())
         {
             let content = a.get("content").and_then(|c| c.as_str());
-            let id = a.get("id").and_then(|i| i.as_u64()).and_then(|i| u32::try_from(i).ok());
+            let id = a
+                .get("id")
+                .and_then(|i| i.as_u64())
+                .and_then(|i| u32::try_from(i).ok());
             let (Some(content), Some(id)) = (content, id) else {
                 return Err(bad("added token without content or id"));
             };
-            let normalized = a.get("normalized").and_then(|n| n.as_bool()).unwrap_or(true);
+            let normalized = a
+                .get("normalized")
+                .and_then(|n| n.as_bool())
+                .unwrap_or(true);
             added.push(Added {
                 content: content.to_string(),
                 id,
@@ -171,7 +177,11 @@ impl Tokenizer {
         Self::build(tokens, merges, added)
     }
 
-    fn build(tokens: Vec<String>, merges: Vec<(String, String)>, added: Vec<Added>) -> Result<Self> {
+    fn build(
+        tokens: Vec<String>,
+        merges: Vec<(String, String)>,
+        added: Vec<Added>,
+    ) -> Result<Self> {
         let n = u32::try_from(tokens.len()).map_err(|_| Error::Vocab("too many tokens".into()))?;
         let mut ids = FxHashMap::default();
         ids.reserve(tokens.len());
@@ -181,9 +191,9 @@ impl Tokenizer {
         let mut byte_ids = [0u32; 256];
         for (b, slot) in byte_ids.iter_mut().enumerate() {
             let c = byte_level::byte_char(b as u8).to_string();
-            *slot = *ids
-                .get(&c)
-                .ok_or_else(|| Error::Vocab(format!("byte token {c:?} (byte {b:#04x}) is missing")))?;
+            *slot = *ids.get(&c).ok_or_else(|| {
+                Error::Vocab(format!("byte token {c:?} (byte {b:#04x}) is missing"))
+            })?;
         }
         let mut table = Merges::new();
         for (index, (a, b)) in merges.iter().enumerate() {
