@@ -57,10 +57,12 @@ reference.
 Everything else is transformers' code unchanged: embedding, HC pre (Sinkhorn) / post, RMSNorms,
 Q/KV projections and RoPE/YaRN, sliding-window mask, compressor pooling, indexer scoring, sink
 attention, grouped output projection, shared expert, HC head, LM head. The script checks the
-parts that are easy to get subtly wrong against an independent NumPy transcription of the spec
-(RoPE/YaRN frequencies, the sliding window + compressed-row attention, compressor emission,
-indexer scores, HC pre, router) and checks that transformers' cached (chunked / token-by-token)
-path reproduces the one-shot logits.
+result of every stage against an independent float64 NumPy transcription of the spec fed with the
+captured stage inputs (RoPE/YaRN frequencies, Q path, KV rows, compressor emission by the streaming
+frontier definition, sliding-window + compressed-row sink attention, indexer weights/scores/
+selection, grouped output projection, HC pre and post, router, routed and shared experts, head,
+embedding), and checks that transformers' cached path (chunked prefill, token by token)
+reproduces the one-shot logits.
 
 Activation quantization of the official FP8/FP4 matmuls (act_quant of linear inputs) and ds4's
 Q8_0/Q8_K activation quantization are NOT applied: this is the f32 reference ("f32 mode").
@@ -74,7 +76,6 @@ import json
 import math
 import os
 import struct
-import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -966,7 +967,7 @@ def load_official_dir(path, cfg):
         return t.float().numpy()
 
     hf = {}
-    E, I = cfg["n_routed_experts"], cfg["moe_intermediate_size"]
+    E = cfg["n_routed_experts"]
     experts = {}
     for name in raw:
         if name.endswith(".scale"):
