@@ -1377,6 +1377,106 @@ def spec_hc_pre(Hs, fn, scale, base, cfg):
     return pre, post, Pm, coll
 
 
+def spec_forward(cfg, sd, tokens, qat=False):
+    """The whole model, end to end, in float64 NumPy, written from model.md / attention.md only
+    (no transformers code, no captured values): the independent check of the logits.
+    sd: HF state dict as float64 numpy arrays. qat: apply the FP8 / Hadamard+FP4 round trips
+    (the quantisers themselves run in f32 on the f64 values rounded to f32). Returns [S, V]."""
+    def fp8(v):
+        return fp8_sim_nope(torch.from_numpy(v.astype(np.float32)), n_rope).numpy().astype(np.float64) if qat else v
+
+    def fp4(v):
+        return indexer_qat(torch.from_numpy(v.astype(np.float32))).numpy().astype(np.float64) if qat else v
+
+    S = len(tokens)
+    D, hc = cfg["hidden_size"], cfg["hc_mult"]
+    Hn, Dh, n_rope = cfg["num_attention_heads"], cfg["head_dim"], cfg["qk_rope_head_dim"]
+    Hi, Di, K = cfg["index_n_heads"], cfg["index_head_dim"], cfg["index_topk"]
+    G, Ro, W = cfg["o_groups"], cfg["o_lora_rank"], cfg["sliding_window"]
+    k, I, lim = cfg["num_experts_per_tok"], cfg["moe_intermediate_size"], cfg["swiglu_limit"]
+    pos = np.arange(S, dtype=np.float64)
+
+    def rms(x, w=None):
+        y = x / np.sqrt((x ** 2).mean(-1, keepdims=True) + 1e-6)
+        return y if w is None else y * w
+
+    def silu(z):
+        return z / (1 + np.exp(-z))
+
+    def hc_post(y, Hs, post, comb):
+        return post[:, :, None] * y[:, None, :] + np.einsum("prc,prd->pcd", comb, Hs)
+
+    Hs = np.repeat(sd["model.embed_tokens.weight"][tokens][:, None, :], hc, 1)
+    for l in range(cfg["num_hidden_layers"]):
+        r = cfg["compress_ratios"][l]
+        lp = f"model.layers.{l}."
+        a = lp + "self_attn."
+        # ---- attention sublayer
+        _, post, comb, coll = spec_hc_pre(Hs, sd[lp + "attn_hc.fn"], sd[lp + "attn_hc.scale"], sd[lp + "attn_hc.base"], cfg)
+        x = rms(coll, sd[lp + "input_layernorm.weight"])
+        ang = spec_rope_angles(pos, n_rope, r != 0, cfg)
+        qr = rms(x @ sd[a + "q_a_proj.weight"].T, sd[a + "q_a_norm.weight"])
+        q = spec_rope(rms((qr @ sd[a + "q_b_proj.weight"].T).reshape(S, Hn, Dh)), ang)
+        kv = fp8(spec_rope(rms(x @ sd[a + "kv_proj.weight"].T, sd[a + "kv_norm.weight"]), ang))
+        comp = sel = None
+        if r != 0:
+            c = a + "compressor."
+            comp = fp8(spec_compressor(x, sd[c + "kv_proj.weight"], sd[c + "gate_proj.weight"], sd[c + "position_bias"],
+                                       sd[c + "kv_norm.weight"], r, Dh, n_rope, cfg))
+            if r == 4:
+                ip = c + "indexer."
+                irows = fp4(spec_compressor(x, sd[ip + "kv_proj.weight"], sd[ip + "gate_proj.weight"],
+                                            sd[ip + "position_bias"], sd[ip + "kv_norm.weight"], 4, Di, n_rope, cfg))
+                iq = fp4(spec_rope((qr @ sd[ip + "q_b_proj.weight"].T).reshape(S, Hi, Di), ang))
+                wts = x @ sd[ip + "scorer.weights_proj.weight"].T / math.sqrt(Hi * Di)
+                sc = (np.maximum(np.einsum("phd,td->pht", iq, irows), 0) * wts[:, :, None]).sum(1)
+                sel = [sorted(range((p + 1) // 4), key=lambda j: (-sc[p, j], j))[:K] for p in range(S)]
+        heads = np.zeros((S, Hn, Dh))
+        sinks = sd[a + "sinks"]
+        for p in range(S):
+            keys = [kv[j] for j in range(max(0, p - W + 1), p + 1)]
+            if r != 0:
+                keys += [comp[j] for j in (sel[p] if r == 4 else range((p + 1) // r))]
+            Km = np.stack(keys)
+            s_ = q[p] @ Km.T / math.sqrt(Dh)
+            m = np.maximum(s_.max(-1), sinks)
+            e = np.exp(s_ - m[:, None])
+            heads[p] = (e @ Km) / (e.sum(-1) + np.exp(sinks - m))[:, None]
+        heads = spec_rope(heads, ang, inverse=True)
+        low = np.einsum("pgi,gri->pgr", heads.reshape(S, G, -1), sd[a + "o_a_proj.weight"].reshape(G, Ro, -1))
+        y = low.reshape(S, -1) @ sd[a + "o_b_proj.weight"].T
+        Hs = hc_post(y, Hs, post, comb)
+        # ---- FFN sublayer
+        _, post, comb, coll = spec_hc_pre(Hs, sd[lp + "ffn_hc.fn"], sd[lp + "ffn_hc.scale"], sd[lp + "ffn_hc.base"], cfg)
+        x = rms(coll, sd[lp + "post_attention_layernorm.weight"])
+        mp = lp + "mlp."
+        s_ = np.sqrt(np.log1p(np.exp(x @ sd[mp + "gate.weight"].T)))
+        if l < cfg["num_hash_layers"]:
+            ex = sd[mp + "gate.tid2eid"][tokens].astype(np.int64)
+        else:
+            ss = s_ + sd[mp + "gate.e_score_correction_bias"]
+            ex = np.array([sorted(range(ss.shape[1]), key=lambda e: (-ss[p, e], e))[:k] for p in range(S)])
+        w = np.take_along_axis(s_, ex, 1)
+        w = w / np.maximum(w.sum(1, keepdims=True), 2 ** -14) * cfg["routed_scaling_factor"]
+        gu, dn = sd[mp + "experts.gate_up_proj"], sd[mp + "experts.down_proj"]
+        y = np.zeros((S, D))
+        for p in range(S):
+            for j in range(k):
+                e = ex[p, j]
+                g = np.minimum(gu[e, :I] @ x[p], lim)
+                u = np.clip(gu[e, I:] @ x[p], -lim, lim)
+                y[p] += dn[e] @ (silu(g) * u * w[p, j])
+        g = np.minimum(x @ sd[mp + "shared_experts.gate_proj.weight"].T, lim)
+        u = np.clip(x @ sd[mp + "shared_experts.up_proj.weight"].T, -lim, lim)
+        y += (silu(g) * u) @ sd[mp + "shared_experts.down_proj.weight"].T
+        Hs = hc_post(y, Hs, post, comb)
+    flat = Hs.reshape(S, -1)
+    mh = rms(flat) @ sd["model.hc_head.hc_fn"].T
+    wh = 1 / (1 + np.exp(-(mh * sd["model.hc_head.hc_scale"][0] + sd["model.hc_head.hc_base"]))) + cfg["hc_eps"]
+    z = rms((wh[:, :, None] * Hs).sum(1), sd["model.norm.weight"])
+    return z @ sd["lm_head.weight"].T
+
+
 # --------------------------------------------------------------------------------------------
 # Running
 # --------------------------------------------------------------------------------------------
@@ -1595,6 +1695,17 @@ def generate_outputs(name, cfg, outdir, log, skip_checks, model, hfc, tokens, n_
         manifest["checks"][f"logits_rel_diff.{a}_vs_{b}"] = float(f"{max_rel_per_row(logits_by_mode[a], logits_by_mode[b]):.3e}")
         manifest["checks"][f"top1_agree.{a}_vs_{b}"] = float(
             (logits_by_mode[a].argmax(-1) == logits_by_mode[b].argmax(-1)).float().mean())
+
+    # an end-to-end float64 NumPy forward written from the spec alone must reproduce the exact logits
+    if not skip_checks:
+        sd = {k: v.detach().numpy().astype(np.float64) for k, v in model.state_dict().items()}
+        for mode, q in (("exact", False), ("qat", True)):
+            ref = spec_forward(cfg, sd, tokens.numpy(), qat=q)
+            d = max_rel_per_row(logits_by_mode[mode], torch.from_numpy(ref))
+            same = float((logits_by_mode[mode].argmax(-1).numpy() == ref.argmax(-1)).mean())
+            manifest["checks"][f"spec_forward_f64_vs_{mode}"] = float(f"{d:.3e}")
+            manifest["checks"][f"spec_forward_f64_top1_agree_{mode}"] = same
+            log(f"  [{name}] spec forward (float64 NumPy) vs {mode} logits: {d:.2e}, top-1 agreement {same:.3f}")
 
     # transformers' cached path must reproduce the one-shot logits (validates the patches under
     # chunked prefill and token-by-token decode)
