@@ -61,8 +61,9 @@ result of every stage against an independent float64 NumPy transcription of the 
 captured stage inputs (RoPE/YaRN frequencies, Q path, KV rows, compressor emission by the streaming
 frontier definition, sliding-window + compressed-row sink attention, indexer weights/scores/
 selection, grouped output projection, HC pre and post, router, routed and shared experts, head,
-embedding), and checks that transformers' cached path (chunked prefill, token by token)
-reproduces the one-shot logits.
+embedding); runs the whole model end to end in float64 NumPy from the spec alone
+(``spec_forward``) and compares the logits; and checks that transformers' cached path (chunked
+prefill, token by token) reproduces the one-shot logits.
 
 Activation quantization of the official FP8/FP4 matmuls (act_quant of linear inputs) and ds4's
 Q8_0/Q8_K activation quantization are NOT applied: this is the f32 reference ("f32 mode").
