@@ -45,33 +45,31 @@ fn build_tables() -> Tables {
         map[u as usize] = k as i32;
     }
     let mut neighbours = Vec::new();
-    let mut dist = Vec::with_capacity(256);
+    let mut dist = [0i32; 256];
     for (u, m) in map.iter_mut().enumerate() {
         if *m >= 0 {
             continue;
         }
-        dist.clear();
-        for (k, g) in grid.iter().enumerate() {
-            let d2: i32 = (0..8)
+        for (d2, g) in dist.iter_mut().zip(&grid) {
+            *d2 = (0..8)
                 .map(|i| {
                     let p = 2 * ((u >> (2 * i)) & 3) as i32 + 1;
                     let diff = g[i] as i32 - p;
                     diff * diff
                 })
                 .sum();
-            dist.push((d2, k as u16));
         }
-        dist.sort_unstable();
-        // Keep the nearest and the second-nearest distance shells.
-        let d0 = dist[0].0;
-        let d1 = dist.iter().map(|e| e.0).find(|&d| d > d0);
-        let keep = dist
-            .iter()
-            .take_while(|e| e.0 == d0 || Some(e.0) == d1)
-            .count();
+        // Sorted by (distance, index), keeping the nearest and the second-
+        // nearest distance shells: each shell in ascending index order.
+        let d0 = *dist.iter().min().expect("256 grid points");
+        let d1 = dist.iter().copied().filter(|&d| d > d0).min();
         *m = -(neighbours.len() as i32) - 1;
-        neighbours.push(keep as u16);
-        neighbours.extend(dist[..keep].iter().map(|e| e.1));
+        let start = neighbours.len();
+        neighbours.push(0);
+        for shell in [Some(d0), d1].into_iter().flatten() {
+            neighbours.extend((0..256u16).filter(|&k| dist[k as usize] == shell));
+        }
+        neighbours[start] = (neighbours.len() - start - 1) as u16;
     }
     Tables {
         grid,

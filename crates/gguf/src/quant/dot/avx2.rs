@@ -250,11 +250,19 @@ pub(crate) unsafe fn q4_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
     sumf
 }
 
-/// IQ2_XXS x Q8_K (scalar: `scalar::iq2_xxs`). The signed grid bytes
-/// (|v| <= 43) are built with xor/sub against `KSIGNS_MASK64`, then widened;
-/// `bsum` stays within i32 (8 * 31 * 32 * 43 * 128 < 2^31).
+/// IQ2_XXS x Q8_K (scalar: `scalar::iq2_xxs`).
+///
+/// The signed grid bytes `sg` (|v| <= 43) are built with xor/sub against
+/// `KSIGNS_MASK64`. `maddubs` needs one unsigned operand, and negating the
+/// activation instead (the usual `sign` trick) is wrong for -128 codes, so
+/// the activation is biased: `(q + 128) * sg` pair sums are at most
+/// 2 * 255 * 43 < 2^15 (exact), and subtracting `128 * (sg pair sums)`
+/// recovers `q * sg` exactly (the true value fits i16, so wrapping i16
+/// arithmetic is exact). `bsum` stays within i32 (8 * 31 * 32 * 43 * 128).
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn iq2_xxs(row: &[u8], y: &[BlockQ8K]) -> f32 {
+    let bias = _mm256_set1_epi8(-128);
+    let ones = _mm256_set1_epi8(1);
     let mut sumf = 0.0f32;
     for (bi, y) in y.iter().enumerate() {
         let blk = &row[66 * bi..66 * bi + 66];
@@ -274,10 +282,13 @@ pub(crate) unsafe fn iq2_xxs(row: &[u8], y: &[BlockQ8K]) -> f32 {
                 KSIGNS_MASK64[((b >> 7) & 127) as usize] as i64,
                 KSIGNS_MASK64[(b & 127) as usize] as i64,
             );
-            let sgrid = _mm256_sub_epi8(_mm256_xor_si256(grid, mask), mask);
+            let sg = _mm256_sub_epi8(_mm256_xor_si256(grid, mask), mask);
             let yq = _mm256_loadu_si256(y.qs.as_ptr().add(32 * g) as *const __m256i);
-            let ls = _mm256_set1_epi32(2 * (b >> 28) as i32 + 1);
-            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(dot_i8x32(sgrid, yq), ls));
+            let biased = _mm256_maddubs_epi16(_mm256_xor_si256(yq, bias), sg);
+            let sg_pairs = _mm256_maddubs_epi16(ones, sg);
+            let p = _mm256_sub_epi16(biased, _mm256_slli_epi16(sg_pairs, 7));
+            let ls = _mm256_set1_epi16(2 * (b >> 28) as i16 + 1);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ls));
         }
         let bsum = hsum_i32(acc);
         let d = le_f16(blk, 0) * y.d;
