@@ -17,11 +17,20 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Dequantize one tensor of a GGUF file to little-endian f32.
     Dequant(cmd::dequant::Args),
+    /// Convert DeepSeek's official safetensors checkpoint to a GGUF.
+    Convert(cmd::convert::Args),
+    /// Write a random-weight model in ds4's layout.
+    Synth(cmd::synth::Args),
+    /// Compute the f32 logits of every position of a token sequence.
+    Logits(cmd::logits::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Dequant(a) => cmd::dequant::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
+        Command::Synth(a) => cmd::synth::run(a),
+        Command::Logits(a) => cmd::logits::run(a),
     }
 }

@@ -6,15 +6,18 @@
 pub mod attention;
 pub mod compressor;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod forward;
 pub mod hc;
+pub mod layout;
 pub mod linear;
 pub mod moe;
 pub mod norm;
 pub mod qat;
 pub mod rope;
 pub mod state;
+pub mod synth;
 pub mod weights;
 
 pub use config::{AttentionKind, ModelConfig};
