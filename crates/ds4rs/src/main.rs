@@ -23,6 +23,12 @@ enum Command {
     Synth(cmd::synth::Args),
     /// Compute the f32 logits of every position of a token sequence.
     Logits(cmd::logits::Args),
+    /// Encode UTF-8 text from stdin into token ids.
+    Tokenize(cmd::tokenize::Args),
+    /// Decode token ids from stdin into the bytes they stand for.
+    Detokenize(cmd::detokenize::Args),
+    /// Render an OpenAI-style conversation into the model's prompt.
+    Render(cmd::render::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +38,8 @@ fn main() -> anyhow::Result<()> {
         Command::Convert(a) => cmd::convert::run(a),
         Command::Synth(a) => cmd::synth::run(a),
         Command::Logits(a) => cmd::logits::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
+        Command::Detokenize(a) => cmd::detokenize::run(a),
+        Command::Render(a) => cmd::render::run(a),
     }
 }

@@ -2,6 +2,9 @@
 
 pub mod convert;
 pub mod dequant;
+pub mod detokenize;
 pub mod inspect;
 pub mod logits;
+pub mod render;
 pub mod synth;
+pub mod tokenize;

@@ -232,9 +232,7 @@ impl StreamParser {
         const OPEN: &str = "<think>";
         if self.buf.starts_with(OPEN) {
             self.buf.drain(..OPEN.len());
-        } else if partial(&self.buf, OPEN) && !end {
-            return Step::Wait;
-        } else if self.buf.is_empty() && !end {
+        } else if !end && (self.buf.is_empty() || partial(&self.buf, OPEN)) {
             return Step::Wait;
         }
         self.state = State::Reasoning;
