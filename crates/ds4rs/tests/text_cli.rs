@@ -89,3 +89,75 @@ fn render_text_and_ids() {
     let (ok, _, err) = ds4rs(&["render", "--messages", m, "--ids"], b"");
     assert!(!ok && err.contains("--tokenizer"), "{err}");
 }
+
+/// The GGUF arrays (`tokenizer.ggml.tokens` / `merges` / `token_type`) give the same
+/// tokenizer as tokenizer.json. The GGUF here is written from tokenizer.json the way
+/// llama.cpp's converter does (special added tokens are CONTROL = 3, other added tokens
+/// USER_DEFINED = 4, the rest NORMAL = 1).
+#[test]
+fn gguf_vocabulary_matches_tokenizer_json() {
+    use gguf::{GgufBuilder, MetaArray, MetaValue, ValueType};
+
+    let path = tokenizer_json();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    let mut tokens = vec![String::new(); 129280];
+    let mut types = vec![1i32; 129280];
+    for (t, id) in json["model"]["vocab"].as_object().expect("vocab") {
+        tokens[id.as_u64().expect("id") as usize] = t.clone();
+    }
+    for a in json["added_tokens"].as_array().expect("added") {
+        let id = a["id"].as_u64().expect("id") as usize;
+        tokens[id] = a["content"].as_str().expect("content").to_string();
+        types[id] = if a["special"] == true { 3 } else { 4 };
+    }
+    let merges: Vec<String> = json["model"]["merges"]
+        .as_array()
+        .expect("merges")
+        .iter()
+        .map(|m| m.as_str().expect("merge").to_string())
+        .collect();
+    let mut b = GgufBuilder::new();
+    b.add_metadata("tokenizer.ggml.tokens", MetaValue::string_array(tokens))
+        .expect("tokens");
+    b.add_metadata("tokenizer.ggml.merges", MetaValue::string_array(merges))
+        .expect("merges");
+    b.add_metadata(
+        "tokenizer.ggml.token_type",
+        MetaValue::Array(MetaArray {
+            elem_type: ValueType::I32,
+            items: types.into_iter().map(MetaValue::I32).collect(),
+        }),
+    )
+    .expect("types");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("vocab.gguf");
+    let file = std::fs::File::create(&model).expect("create");
+    b.begin(std::io::BufWriter::new(file))
+        .expect("begin")
+        .finish()
+        .expect("finish");
+
+    let text = "Hello 世界 1234567 <｜User｜> émoji 😀\n\n  code()";
+    let (ok, from_json, err) = ds4rs(
+        &[
+            "tokenize",
+            "--json",
+            "--tokenizer",
+            path.to_str().expect("path"),
+        ],
+        text.as_bytes(),
+    );
+    assert!(ok, "{err}");
+    let (ok, from_gguf, err) = ds4rs(
+        &[
+            "tokenize",
+            "--json",
+            "--model",
+            model.to_str().expect("path"),
+        ],
+        text.as_bytes(),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(from_gguf, from_json);
+}
