@@ -1,0 +1,281 @@
+//! `ds4rs synth`, `convert` and `logits` driven as a user would run them,
+//! on tiny shapes: the files they write load and give finite logits, and
+//! bad input fails with a message naming what is wrong.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ds4rs(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ds4rs"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run ds4rs")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let o = ds4rs(args);
+    assert!(
+        o.status.success(),
+        "ds4rs {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Fails, and stderr mentions every one of `words`.
+fn fails(args: &[&str], words: &[&str]) {
+    let o = ds4rs(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "ds4rs {args:?} succeeded");
+    for w in words {
+        assert!(err.contains(w), "ds4rs {args:?}: {w:?} not in\n{err}");
+    }
+}
+
+/// A 3-layer shape with every attention kind, in ModelConfig's JSON form.
+const TINY: &str = r#"{"n_layer":3,"n_embd":256,"n_vocab":256,"n_head":4,"head_dim":256,
+"n_rot":64,"q_lora_rank":128,"o_lora_rank":128,"o_groups":2,"n_expert":8,"n_expert_used":3,
+"n_ff_exp":256,"n_hash_layer":2,"sliding_window":32,"indexer_heads":4,"indexer_head_dim":128,
+"indexer_top_k":8,"n_hc":4,"sinkhorn_iters":20,"compress_ratios":[0,4,128],
+"swiglu_clamp":[10,10,10],"rope_base":10000,"compress_rope_base":160000,
+"rope_scale_factor":16,"rope_orig_ctx":65536,"yarn_beta_fast":32,"yarn_beta_slow":1,
+"expert_weights_scale":1.5,"rms_eps":1e-6,"hc_eps":1e-6,"context_length":1048576}"#;
+
+fn logits(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn synth_then_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    std::fs::write(d("tiny.json"), TINY).unwrap();
+    ok(&[
+        "synth",
+        "--shape",
+        &d("tiny.json"),
+        "--layers",
+        "2",
+        "--recipe",
+        "q2",
+        "--seed",
+        "4",
+        "--out",
+        &d("m.gguf"),
+    ]);
+    assert!(!Path::new(&d("m.gguf.partial")).exists());
+    let info = String::from_utf8(ok(&["inspect", &d("m.gguf")]).stdout).unwrap();
+    assert!(info.contains("blk.1.ffn_gate_exps.weight") && info.contains("IQ2_XXS"));
+    assert!(info.contains("tokenizer.ggml.tokens") && !info.contains("blk.2."));
+
+    let tokens = "0,7,255,31,31,2,100";
+    ok(&[
+        "logits",
+        "--model",
+        &d("m.gguf"),
+        "--tokens",
+        tokens,
+        "--out",
+        &d("a.bin"),
+    ]);
+    ok(&[
+        "logits",
+        "--model",
+        &d("m.gguf"),
+        "--tokens",
+        tokens,
+        "--chunk",
+        "3",
+        "--ctx",
+        "64",
+        "--out",
+        &d("b.bin"),
+    ]);
+    let (a, b) = (
+        logits(Path::new(&d("a.bin"))),
+        logits(Path::new(&d("b.bin"))),
+    );
+    assert_eq!(a.len(), 7 * 256);
+    assert!(a.iter().all(|v| v.is_finite()));
+    assert_eq!(a, b, "chunked prefill changed the logits");
+    ok(&[
+        "logits",
+        "--model",
+        &d("m.gguf"),
+        "--tokens",
+        tokens,
+        "--mode",
+        "f32",
+        "--out",
+        &d("c.bin"),
+    ]);
+    let c = logits(Path::new(&d("c.bin")));
+    assert!(c.iter().all(|v| v.is_finite()) && c != a);
+}
+
+#[test]
+fn convert_then_logits() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../model/tests/fixtures/oracle/flash_mini");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.gguf");
+    let o = ok(&[
+        "convert",
+        "--hf",
+        fixture.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--recipe",
+        "q2",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("tokenizer"));
+    let bin = dir.path().join("l.bin");
+    ok(&[
+        "logits",
+        "--model",
+        out.to_str().unwrap(),
+        "--tokens",
+        "1,2,3",
+        "--out",
+        bin.to_str().unwrap(),
+    ]);
+    assert!(logits(&bin).iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn bad_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    fails(
+        &["synth", "--shape", &d("none.json"), "--out", &d("x.gguf")],
+        &["none.json"],
+    );
+    std::fs::write(d("bad.json"), r#"{"n_layer": 2}"#).unwrap();
+    fails(
+        &["synth", "--shape", &d("bad.json"), "--out", &d("x.gguf")],
+        &["bad.json", "missing field"],
+    );
+    fails(
+        &[
+            "synth",
+            "--shape",
+            "flash",
+            "--recipe",
+            "q3",
+            "--out",
+            &d("x.gguf"),
+        ],
+        &["q3"],
+    );
+    fails(
+        &[
+            "synth",
+            "--shape",
+            "flash",
+            "--layers",
+            "50",
+            "--out",
+            &d("x.gguf"),
+        ],
+        &["--layers", "50"],
+    );
+    std::fs::write(
+        d("tiny.json"),
+        TINY.replace("\"n_embd\":256", "\"n_embd\":128"),
+    )
+    .unwrap();
+    fails(
+        &[
+            "synth",
+            "--shape",
+            &d("tiny.json"),
+            "--recipe",
+            "q2",
+            "--out",
+            &d("x.gguf"),
+        ],
+        &["blk.0.ffn_gate_exps.weight", "256"],
+    );
+    fails(
+        &[
+            "convert",
+            "--hf",
+            &d("nowhere"),
+            "--out",
+            &d("x.gguf"),
+            "--recipe",
+            "f16",
+        ],
+        &["nowhere", "config.json"],
+    );
+    assert!(!Path::new(&d("x.gguf")).exists());
+
+    std::fs::write(d("tiny.json"), TINY).unwrap();
+    ok(&[
+        "synth",
+        "--shape",
+        &d("tiny.json"),
+        "--layers",
+        "1",
+        "--recipe",
+        "f16",
+        "--out",
+        &d("m.gguf"),
+    ]);
+    let m = d("m.gguf");
+    fails(
+        &[
+            "logits",
+            "--model",
+            &m,
+            "--tokens",
+            "1,x",
+            "--out",
+            &d("l.bin"),
+        ],
+        &["\"x\""],
+    );
+    fails(
+        &[
+            "logits",
+            "--model",
+            &m,
+            "--tokens",
+            "1,256",
+            "--out",
+            &d("l.bin"),
+        ],
+        &["256", "vocabulary"],
+    );
+    fails(
+        &[
+            "logits",
+            "--model",
+            &m,
+            "--tokens",
+            "1,2,3",
+            "--ctx",
+            "2",
+            "--out",
+            &d("l.bin"),
+        ],
+        &["context"],
+    );
+    fails(
+        &[
+            "logits",
+            "--model",
+            &d("none.gguf"),
+            "--tokens",
+            "1",
+            "--out",
+            &d("l.bin"),
+        ],
+        &["none.gguf"],
+    );
+}
