@@ -207,25 +207,28 @@ fn kernels_match_dequantized_dot() {
     }
 }
 
+/// Row counts below, at and beyond one rayon task's minimum length.
 #[test]
 fn matvec_equals_rowwise_dot() {
     let mut rng = Rng(42);
-    let (rows, cols) = (67, 512);
-    for ty in KERNEL_TYPES {
-        let w = weights(ty, rows, cols, &mut rng);
-        let x: Vec<f32> = (0..cols).map(|_| rng.normal(1.0)).collect();
-        let act = Activation::quantize_for(ty, &x).unwrap();
-        let row_bytes = w.len() / rows;
-        for isa in [Isa::Scalar, Isa::Avx2] {
-            if !isa.is_available() {
-                continue;
-            }
-            let mut out = vec![0.0f32; rows];
-            matvec_with(isa, ty, &w, rows, cols, &act, &mut out).unwrap();
-            for (r, &o) in out.iter().enumerate() {
-                let d =
-                    vec_dot_with(isa, ty, &w[r * row_bytes..(r + 1) * row_bytes], &act).unwrap();
-                assert_eq!(o.to_bits(), d.to_bits(), "{ty} {isa:?} row {r}");
+    let cols = 512;
+    for rows in [1, 6, 67, 70] {
+        for ty in KERNEL_TYPES {
+            let w = weights(ty, rows, cols, &mut rng);
+            let x: Vec<f32> = (0..cols).map(|_| rng.normal(1.0)).collect();
+            let act = Activation::quantize_for(ty, &x).unwrap();
+            let row_bytes = w.len() / rows;
+            for isa in [Isa::Scalar, Isa::Avx2] {
+                if !isa.is_available() {
+                    continue;
+                }
+                let mut out = vec![0.0f32; rows];
+                matvec_with(isa, ty, &w, rows, cols, &act, &mut out).unwrap();
+                for (r, &o) in out.iter().enumerate() {
+                    let d = vec_dot_with(isa, ty, &w[r * row_bytes..(r + 1) * row_bytes], &act)
+                        .unwrap();
+                    assert_eq!(o.to_bits(), d.to_bits(), "{ty} {isa:?} rows {rows} row {r}");
+                }
             }
         }
     }

@@ -89,7 +89,7 @@ fn q8_0(b: &[u8], y: &mut [f32]) {
     }
 }
 
-/// §3.3: sub-block `s` of 16 uses scales[s]; byte `qs[32h + l]` carries
+/// §3.3: sub-block `s` of 16 uses `scales[s]`; byte `qs[32h + l]` carries
 /// elements 128h + l + 32j in bit pair j.
 fn q2_k(b: &[u8], y: &mut [f32]) {
     let d = le_f16(b, 80);
@@ -161,7 +161,7 @@ fn iq2_xxs(b: &[u8], y: &mut [f32]) {
 }
 
 /// ggml MXFP4: byte 0 = E8M0 exponent, element j / j+16 = low / high nibble
-/// of qs[j].
+/// of `qs[j]`.
 fn mxfp4(b: &[u8], y: &mut [f32]) {
     const KV: [f32; 16] = {
         let mut t = [0.0f32; 16];

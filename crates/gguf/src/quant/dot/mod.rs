@@ -8,7 +8,7 @@
 //! `*_with` functions take an explicit one for tests and benchmarks.
 //!
 //! Which activation a weight type takes: Q2_K, Q4_K, IQ2_XXS -> Q8_K blocks;
-//! Q8_0, MXFP4 -> ds4's Q8_0 activation ([`Activation::quantize_for`] picks).
+//! Q8_0, MXFP4 -> ds4's Q8_0 activation ([`Activation::quantize_for`](super::Activation::quantize_for) picks).
 //! Kernels take an [`ActRef`], so an owned [`Activation`](super::Activation),
 //! a `&[BlockQ8K]` or an `&ActQ8_0` can be passed directly.
 
