@@ -15,19 +15,25 @@ fn corpus() -> String {
     text
 }
 
-fn english() -> String {
-    // Prose and code: what a chat prompt mostly is.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut text = String::new();
-    for _ in 0..4 {
-        for f in [
-            "tokenizer/mod.rs",
-            "tokenizer/pretokenize.rs",
-            "tokenizer/bpe.rs",
-        ] {
-            text.push_str(&std::fs::read_to_string(dir.join(f)).expect("source"));
+/// This crate's own sources, each once: code and English comments, what prompts of coding
+/// agents mostly are.
+fn source_code() -> String {
+    fn walk(dir: &std::path::Path, out: &mut String) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("src dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                out.push_str(&std::fs::read_to_string(&p).expect("source"));
+            }
         }
     }
+    let mut text = String::new();
+    walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut text);
     text
 }
 
@@ -36,7 +42,7 @@ fn bench(c: &mut Criterion) {
     let json = std::fs::read_to_string(dir.join("tokenizer.json")).expect("tokenizer.json");
     let tok = Tokenizer::from_tokenizer_json(&json).expect("tokenizer");
     let mut group = c.benchmark_group("encode");
-    for (name, text) in [("mixed_corpus", corpus()), ("code_and_prose", english())] {
+    for (name, text) in [("mixed_corpus", corpus()), ("source_code", source_code())] {
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.bench_function(name, |b| b.iter(|| tok.encode(&text)));
     }

@@ -3,35 +3,47 @@
 
 use unicode_general_category::{get_general_category, GeneralCategory as G};
 
-pub(crate) const L: u8 = 1;
-pub(crate) const M: u8 = 2;
-pub(crate) const N: u8 = 4;
-pub(crate) const P: u8 = 8;
-pub(crate) const S: u8 = 16;
+pub(crate) const L: u16 = 1;
+pub(crate) const M: u16 = 2;
+pub(crate) const N: u16 = 4;
+pub(crate) const P: u16 = 8;
+pub(crate) const S: u16 = 16;
 /// Oniguruma's `\s`: the Unicode White_Space property.
-pub(crate) const WS: u8 = 32;
+pub(crate) const WS: u16 = 32;
 /// The step-2 ranges: U+4E00–U+9FA5, U+3040–U+309F, U+30A0–U+30FF.
-pub(crate) const CJK: u8 = 64;
+pub(crate) const CJK: u16 = 64;
+/// The 32 ASCII punctuation/symbol characters of alternative A1.
+pub(crate) const ASCII_PUNCT: u16 = 128;
+/// `[A-Za-z]`.
+pub(crate) const ASCII_ALPHA: u16 = 256;
+/// CR or LF.
+pub(crate) const NEWLINE: u16 = 512;
+/// U+0020, the optional prefix of alternative A3.
+pub(crate) const SPACE: u16 = 1024;
 
 /// ASCII classes, computed at compile time so the common case is one table load.
-static ASCII: [u8; 128] = {
-    let mut t = [0u8; 128];
+static ASCII: [u16; 128] = {
+    let mut t = [0u16; 128];
     let mut i = 0;
     while i < 128 {
         let b = i as u8;
         t[i] = if b.is_ascii_alphabetic() {
-            L
+            L | ASCII_ALPHA
         } else if b.is_ascii_digit() {
             N
-        } else if matches!(b, 9..=13 | b' ') {
+        } else if b == b'\r' || b == b'\n' {
+            WS | NEWLINE
+        } else if b == b' ' {
+            WS | SPACE
+        } else if matches!(b, 9..=13) {
             WS
         } else if matches!(
             b,
             b'$' | b'+' | b'<' | b'=' | b'>' | b'^' | b'`' | b'|' | b'~'
         ) {
-            S
+            S | ASCII_PUNCT
         } else if b.is_ascii_punctuation() {
-            P
+            P | ASCII_PUNCT
         } else {
             0
         };
@@ -42,7 +54,7 @@ static ASCII: [u8; 128] = {
 
 /// Class bits of `c`.
 #[inline]
-pub(crate) fn class(c: char) -> u8 {
+pub(crate) fn class(c: char) -> u16 {
     let cp = c as u32;
     if cp < 128 {
         return ASCII[cp as usize];
@@ -86,11 +98,13 @@ mod tests {
 
     #[test]
     fn classes_of_examples() {
-        assert_eq!(class('a'), L);
+        assert_eq!(class('a'), L | ASCII_ALPHA);
         assert_eq!(class('5'), N);
+        assert_eq!(class('\n'), WS | NEWLINE);
+        assert_eq!(class(' '), WS | SPACE);
         assert_eq!(class('²'), N);
-        assert_eq!(class('-'), P);
-        assert_eq!(class('+'), S);
+        assert_eq!(class('-'), P | ASCII_PUNCT);
+        assert_eq!(class('+'), S | ASCII_PUNCT);
         assert_eq!(class('—'), P);
         assert_eq!(class('€'), S);
         assert_eq!(class('😀'), S);

@@ -26,6 +26,9 @@ use pretokenize::pretokenize;
 const TOKEN_TYPE_NORMAL: i32 = 1;
 const TOKEN_TYPE_CONTROL: i32 = 3;
 
+/// Bound on the per-call piece memo, so a huge input of distinct pieces stays linear.
+const MAX_SEEN_PIECES: usize = 1 << 16;
+
 /// A loaded vocabulary and merge table. Immutable after loading, so one instance can serve
 /// every thread.
 pub struct Tokenizer {
@@ -260,11 +263,27 @@ impl Tokenizer {
 
     /// [`Tokenizer::encode`], appending to `out`.
     pub fn encode_into(&self, text: &str, out: &mut Vec<u32>) {
+        // Words repeat: each distinct piece is byte-pair encoded once per call, later
+        // occurrences copy its ids (the merge table is too big for the cache, so this is
+        // most of the speed).
+        let mut seen: FxHashMap<&str, (usize, usize)> = FxHashMap::default();
         let mut symbols = Vec::with_capacity(64);
         pretokenize(text, &mut |piece| {
+            if let [b] = piece.as_bytes() {
+                out.push(self.byte_ids[*b as usize]);
+                return;
+            }
+            if let Some(&(start, len)) = seen.get(piece) {
+                out.extend_from_within(start..start + len);
+                return;
+            }
+            let start = out.len();
             symbols.clear();
             symbols.extend(piece.bytes().map(|b| self.byte_ids[b as usize]));
             self.merges.apply(&mut symbols, out);
+            if seen.len() < MAX_SEEN_PIECES {
+                seen.insert(piece, (start, out.len() - start));
+            }
         });
     }
 

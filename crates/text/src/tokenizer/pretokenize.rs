@@ -8,174 +8,154 @@
 //!
 //! Characters where no alternative matches collect into "gap" pieces; nothing is dropped.
 
-use super::classes::{class, CJK, L, M, N, P, S, WS};
+use super::classes::{class, ASCII_ALPHA, ASCII_PUNCT, CJK, L, M, N, NEWLINE, P, S, SPACE, WS};
+
+/// The text's characters: byte offsets (plus the end) and classes, computed once so every
+/// step below is index arithmetic.
+struct Chars<'a> {
+    text: &'a str,
+    off: Vec<usize>,
+    cls: Vec<u16>,
+}
+
+impl<'a> Chars<'a> {
+    fn new(text: &'a str) -> Self {
+        let mut off = Vec::with_capacity(text.len() + 1);
+        let mut cls = Vec::with_capacity(text.len());
+        for (i, c) in text.char_indices() {
+            off.push(i);
+            cls.push(class(c));
+        }
+        off.push(text.len());
+        Chars { text, off, cls }
+    }
+
+    /// The text of characters `a..b`.
+    fn slice(&self, a: usize, b: usize) -> &'a str {
+        &self.text[self.off[a]..self.off[b]]
+    }
+
+    /// End of the run of characters from `i` (before `end`) whose class meets `mask`.
+    #[inline]
+    fn run(&self, mut i: usize, end: usize, mask: u16) -> usize {
+        while i < end && self.cls[i] & mask != 0 {
+            i += 1;
+        }
+        i
+    }
+}
 
 /// Calls `emit` with every piece of `text`, left to right.
-pub(crate) fn pretokenize(text: &str, emit: &mut impl FnMut(&str)) {
-    split_numbers(text, &mut |piece, is_number| {
+pub(crate) fn pretokenize<'a>(text: &'a str, emit: &mut impl FnMut(&'a str)) {
+    let chars = Chars::new(text);
+    let n = chars.cls.len();
+    split_numbers(&chars, 0, n, &mut |a, b, is_number| {
         if is_number {
             // A number group has no letter, space, punctuation or symbol: steps 2 and 3 keep
             // it whole as a single gap piece.
-            emit(piece)
+            emit(chars.slice(a, b))
         } else {
-            split_cjk(piece, &mut |p| split_main(p, emit))
+            split_cjk(&chars, a, b, &mut |a, b| split_main(&chars, a, b, emit))
         }
     });
 }
 
-#[inline]
-fn char_at(s: &str, pos: usize) -> Option<char> {
-    s[pos..].chars().next()
-}
-
-/// Step 1: isolates `\p{N}{1,3}` matches.
-fn split_numbers(text: &str, emit: &mut impl FnMut(&str, bool)) {
-    let mut rest_start = 0;
-    let mut pos = 0;
-    while let Some(c) = char_at(text, pos) {
-        if class(c) & N == 0 {
-            pos += c.len_utf8();
+/// Step 1: isolates `\p{N}{1,3}` matches in characters `a..b`.
+fn split_numbers(c: &Chars, a: usize, b: usize, emit: &mut impl FnMut(usize, usize, bool)) {
+    let mut rest = a;
+    let mut i = a;
+    while i < b {
+        if c.cls[i] & N == 0 {
+            i += 1;
             continue;
         }
-        if rest_start < pos {
-            emit(&text[rest_start..pos], false);
+        if rest < i {
+            emit(rest, i, false);
         }
-        let start = pos;
-        let mut count = 0;
-        while count < 3 {
-            match char_at(text, pos) {
-                Some(d) if class(d) & N != 0 => {
-                    pos += d.len_utf8();
-                    count += 1;
-                }
-                _ => break,
-            }
-        }
-        emit(&text[start..pos], true);
-        rest_start = pos;
+        let j = c.run(i, b.min(i + 3), N);
+        emit(i, j, true);
+        i = j;
+        rest = j;
     }
-    if rest_start < text.len() {
-        emit(&text[rest_start..], false);
+    if rest < b {
+        emit(rest, b, false);
     }
 }
 
-/// Step 2: isolates runs of CJK/kana characters.
-fn split_cjk(text: &str, emit: &mut impl FnMut(&str)) {
-    let mut start = 0;
-    let mut in_cjk = false;
-    for (i, c) in text.char_indices() {
-        let cjk = class(c) & CJK != 0;
-        if cjk != in_cjk && i > start {
-            emit(&text[start..i]);
-            start = i;
+/// Step 2: isolates runs of CJK/kana characters in `a..b`.
+fn split_cjk(c: &Chars, a: usize, b: usize, emit: &mut impl FnMut(usize, usize)) {
+    let mut start = a;
+    while start < b {
+        let in_cjk = c.cls[start] & CJK != 0;
+        let mut j = start + 1;
+        while j < b && (c.cls[j] & CJK != 0) == in_cjk {
+            j += 1;
         }
-        in_cjk = cjk;
-    }
-    if start < text.len() {
-        emit(&text[start..]);
+        emit(start, j);
+        start = j;
     }
 }
 
-/// Step 3: the six-alternative regex; matches and the gaps between them become pieces.
-fn split_main(s: &str, emit: &mut impl FnMut(&str)) {
-    let mut pos = 0;
+/// Step 3: the six-alternative regex over `a..b`; matches and the gaps between them become
+/// pieces.
+fn split_main<'a>(c: &Chars<'a>, a: usize, b: usize, emit: &mut impl FnMut(&'a str)) {
+    let mut pos = a;
     let mut gap: Option<usize> = None;
-    while let Some(c) = char_at(s, pos) {
-        match match_at(s, pos, c) {
+    while pos < b {
+        match match_at(c, pos, b) {
             Some(end) => {
                 if let Some(g) = gap.take() {
-                    emit(&s[g..pos]);
+                    emit(c.slice(g, pos));
                 }
-                emit(&s[pos..end]);
+                emit(c.slice(pos, end));
                 pos = end;
             }
             None => {
                 gap.get_or_insert(pos);
-                pos += c.len_utf8();
+                pos += 1;
             }
         }
     }
     if let Some(g) = gap {
-        emit(&s[g..]);
+        emit(c.slice(g, b));
     }
 }
 
-/// End of the run of characters whose class intersects `mask`, starting at `pos`.
-#[inline]
-fn run(s: &str, mut pos: usize, mask: u8) -> usize {
-    while let Some(c) = char_at(s, pos) {
-        if class(c) & mask == 0 {
-            break;
-        }
-        pos += c.len_utf8();
-    }
-    pos
-}
-
-#[inline]
-fn newline_run(s: &str, pos: usize) -> usize {
-    pos + s.as_bytes()[pos..]
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count()
-}
-
-/// End of the step-3 match starting at `pos` (whose character is `c`), trying the
+/// End of the step-3 match starting at character `pos` (the piece ends at `end`), trying the
 /// alternatives in regex order, or `None` when no alternative matches here.
-fn match_at(s: &str, pos: usize, c: char) -> Option<usize> {
-    let cls = class(c);
-    let after = pos + c.len_utf8();
-    let next = char_at(s, after);
-    let next_cls = next.map_or(0, class);
+fn match_at(c: &Chars, pos: usize, end: usize) -> Option<usize> {
+    let cls = c.cls[pos];
+    let next = if pos + 1 < end { c.cls[pos + 1] } else { 0 };
 
     // A1: one ASCII punctuation/symbol character, then ASCII letters.
-    if c.is_ascii_punctuation() && next.is_some_and(|n| n.is_ascii_alphabetic()) {
-        let end = after
-            + s.as_bytes()[after..]
-                .iter()
-                .take_while(|b| b.is_ascii_alphabetic())
-                .count();
-        return Some(end);
+    if cls & ASCII_PUNCT != 0 && next & ASCII_ALPHA != 0 {
+        return Some(c.run(pos + 1, end, ASCII_ALPHA));
     }
     // A2: an optional prefix character (not CR, LF, letter, punctuation or symbol), then
     // letters and marks.
-    if c != '\r' && c != '\n' && cls & (L | P | S) == 0 && next_cls & (L | M) != 0 {
-        return Some(run(s, after, L | M));
-    }
-    if cls & (L | M) != 0 {
-        return Some(run(s, after, L | M));
+    if (cls & (NEWLINE | L | P | S) == 0 && next & (L | M) != 0) || cls & (L | M) != 0 {
+        return Some(c.run(pos + 1, end, L | M));
     }
     // A3: an optional space, punctuation/symbols, then any CR/LF run.
-    if c == ' ' && next_cls & (P | S) != 0 {
-        let end = run(s, after, P | S);
-        return Some(newline_run(s, end));
-    }
-    if cls & (P | S) != 0 {
-        let end = run(s, after, P | S);
-        return Some(newline_run(s, end));
+    if (cls & SPACE != 0 && next & (P | S) != 0) || cls & (P | S) != 0 {
+        let j = c.run(pos + 1, end, P | S);
+        return Some(c.run(j, end, NEWLINE));
     }
     if cls & WS == 0 {
         return None;
     }
-    let ws_end = run(s, pos, WS);
+    let ws_end = c.run(pos, end, WS);
     // A4: whitespace up to and including the run's last CR/LF (greedy `\s*` backtracks).
-    if let Some(last_nl) = s.as_bytes()[pos..ws_end]
-        .iter()
-        .rposition(|&b| b == b'\r' || b == b'\n')
-    {
-        return Some(pos + last_nl + 1);
+    if let Some(last_nl) = (pos..ws_end).rev().find(|&k| c.cls[k] & NEWLINE != 0) {
+        return Some(last_nl + 1);
     }
     // A5: whitespace not followed by a non-space: the whole run at the end of the piece,
     // otherwise all but its last character (which may prefix the next word).
-    if ws_end == s.len() {
+    if ws_end == end {
         return Some(ws_end);
     }
-    let last_start = s[..ws_end]
-        .char_indices()
-        .next_back()
-        .map_or(pos, |(i, _)| i);
-    if last_start > pos {
-        return Some(last_start);
+    if ws_end - 1 > pos {
+        return Some(ws_end - 1);
     }
     // A6: a single whitespace character before a non-space.
     Some(ws_end)
