@@ -171,16 +171,14 @@ impl Rng {
         rest.copy_from_slice(&v[..rest.len()]);
     }
 
-    /// Uniform in (0, 1].
-    fn unit(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 + 1.0) * (1.0 / (1u64 << 24) as f32)
-    }
-
-    /// Two independent standard normal values (Box-Muller).
-    fn normal2(&mut self) -> (f32, f32) {
-        let r = (-2.0 * self.unit().ln()).sqrt();
-        let a = std::f32::consts::TAU * self.unit();
-        (r * a.cos(), r * a.sin())
+    /// An approximately standard normal value: the Irwin-Hall sum of the
+    /// four 16-bit uniforms of one draw, centred and scaled to unit
+    /// variance (bounded at ±3.46; no transcendental functions, so the
+    /// float tensors cost about as much as the random blocks).
+    fn normal(&mut self) -> f32 {
+        let v = self.next_u64();
+        let sum = (v & 0xFFFF) + ((v >> 16) & 0xFFFF) + ((v >> 32) & 0xFFFF) + (v >> 48);
+        (sum as f32 - 131_070.0) * (1.0 / 37_837.6)
     }
 
     /// Uniform in `0..n`.
@@ -334,16 +332,13 @@ impl RowGen {
     fn row(&self, rng: &mut Rng, out: &mut [u8]) {
         match self.kind {
             Draw::Normal { mean, std } => {
-                let w = self.ty.block_bytes();
-                for pair in out.chunks_mut(2 * w) {
-                    let (a, b) = rng.normal2();
-                    for (c, z) in pair.chunks_exact_mut(w).zip([a, b]) {
-                        let v = mean + std * z;
-                        if w == 4 {
-                            c.copy_from_slice(&v.to_le_bytes());
-                        } else {
-                            c.copy_from_slice(&f32_to_f16(v).to_le_bytes());
-                        }
+                if self.ty == GgmlType::F32 {
+                    for c in out.chunks_exact_mut(4) {
+                        c.copy_from_slice(&(mean + std * rng.normal()).to_le_bytes());
+                    }
+                } else {
+                    for c in out.chunks_exact_mut(2) {
+                        c.copy_from_slice(&f32_to_f16(mean + std * rng.normal()).to_le_bytes());
                     }
                 }
             }
