@@ -41,6 +41,7 @@ impl Attention<'_> {
         let mut qr = vec![0f32; cfg.q_lora_rank];
         self.w.q_a.matvec(x, &mut qr, num)?;
         rms_norm_inplace(&mut qr, &self.w.q_a_norm, eps);
+        trace.record("attn_q_residual", self.layer, pos, &qr);
         let mut q = vec![0f32; nh * hd];
         self.w.q_b.matvec(&qr, &mut q, num)?;
         for head in q.chunks_mut(hd) {
@@ -126,6 +127,7 @@ impl Attention<'_> {
                 num,
             )?;
         }
+        trace.record("attn_o_a", self.layer, pos, &low);
         let mut out = vec![0f32; cfg.n_embd];
         self.w.out_b.matvec(&low, &mut out, num)?;
         trace.record("attn_out", self.layer, pos, &out);
@@ -193,7 +195,10 @@ impl Attention<'_> {
             })
             .collect();
         trace.record("index_scores", self.layer, pos, &scores);
-        Ok(top_k(&scores, cfg.indexer_top_k))
+        let sel = top_k(&scores, cfg.indexer_top_k);
+        let as_f32: Vec<f32> = sel.iter().map(|&c| c as f32).collect();
+        trace.record("index_selected", self.layer, pos, &as_f32);
+        Ok(sel)
     }
 }
 
