@@ -33,7 +33,10 @@ fn source_code() -> String {
         }
     }
     let mut text = String::new();
-    walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut text);
+    walk(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut text,
+    );
     text
 }
 

@@ -31,11 +31,6 @@ impl IncrementalDecoder {
         self.take_complete()
     }
 
-    /// Bytes held back because they may still become a character.
-    pub fn pending(&self) -> &[u8] {
-        &self.pending
-    }
-
     /// Ends the stream: an unfinished character becomes U+FFFD.
     pub fn finish(self) -> String {
         String::from_utf8_lossy(&self.pending).into_owned()
