@@ -131,3 +131,33 @@ fn q8_k_bytes_decode_to_activation_values() {
     dequantize(GgmlType::Q8K, &bytes, &mut y).unwrap();
     assert_eq!(y, Activation::Q8K(blocks).dequantize());
 }
+
+/// Non-finite input gives unspecified blocks (as in C) but never a panic.
+#[test]
+fn non_finite_input_does_not_panic() {
+    let mut x = xs(512);
+    x[3] = f32::NAN;
+    x[300] = f32::INFINITY;
+    x[301] = f32::NEG_INFINITY;
+    let mut all_nan = vec![f32::NAN; 512];
+    all_nan[0] = 1.0;
+    let imp = vec![1.0f32; 512];
+    for input in [&x, &all_nan] {
+        for ty in [
+            GgmlType::Q8_0,
+            GgmlType::Q4K,
+            GgmlType::Q2K,
+            GgmlType::Iq2Xxs,
+            GgmlType::F16,
+            GgmlType::Bf16,
+        ] {
+            for w in [None, Some(&imp[..])] {
+                let q = quantize(ty, input, 512, w).unwrap();
+                let mut y = vec![0.0f32; 512];
+                dequantize(ty, &q, &mut y).unwrap();
+            }
+        }
+        let _ = Activation::quantize_for(GgmlType::Q2K, input).unwrap();
+        let _ = Activation::quantize_for(GgmlType::Q8_0, input).unwrap();
+    }
+}

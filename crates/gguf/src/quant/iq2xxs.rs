@@ -22,6 +22,8 @@ const MAP_SIZE: usize = 43692;
 struct Tables {
     /// `G[k][i] = 2 * level + 1` (1, 3, 5).
     grid: [[u8; 8]; 256],
+    /// `grid` as f32 (exact), for the neighbour search's inner loop.
+    grid_f: [[f32; 8]; 256],
     /// `>= 0`: grid index of an on-grid pattern; `< 0`: `-(offset + 1)` of
     /// the pattern's list in `neighbours` (`[count, k0, k1, ...]`).
     map: Vec<i32>,
@@ -71,8 +73,10 @@ fn build_tables() -> Tables {
         }
         neighbours[start] = (neighbours.len() - start - 1) as u16;
     }
+    let grid_f = grid.map(|g| g.map(f32::from));
     Tables {
         grid,
+        grid_f,
         map,
         neighbours,
     }
@@ -100,18 +104,18 @@ impl Tables {
     fn best_neighbour(
         &self,
         nb: &[u16],
-        xv: &[f32],
-        wa: &[f32],
+        xv: &[f32; 8],
+        wa: &[f32; 8],
         scale: f32,
         l: &mut [u8],
     ) -> usize {
         let mut best = f32::INFINITY;
         let mut best_k = nb[0] as usize;
         for &k in nb {
-            let g = &self.grid[k as usize];
+            let g = &self.grid_f[k as usize];
             let mut e = 0.0f32;
             for i in 0..8 {
-                let diff = scale * g[i] as f32 - xv[i];
+                let diff = scale * g[i] - xv[i];
                 e += wa[i] * diff * diff;
             }
             if e < best {
@@ -209,6 +213,8 @@ pub(crate) fn quantize_iq2_xxs_block(x: &[f32], qw: &[f32], out: &mut [u8]) {
         if mx < MAXEPS {
             continue;
         }
+        let (xv8, _) = xv.as_chunks::<8>();
+        let (wa8, _) = wa.as_chunks::<8>();
         let mut l = [0u8; 32];
         let mut scale = make_qp(4, &xv, &w, &mut l);
         let eff = scale * 3.0;
@@ -224,7 +230,7 @@ pub(crate) fn quantize_iq2_xxs_block(x: &[f32], qw: &[f32], out: &mut [u8]) {
                 let r = 8 * k..8 * k + 8;
                 let u = pattern(id, &xv[r.clone()], &mut la[r.clone()]);
                 if let Err(nb) = t.lookup(u) {
-                    t.best_neighbour(nb, &xv[r.clone()], &wa[r.clone()], ts, &mut la[r]);
+                    t.best_neighbour(nb, &xv8[k], &wa8[k], ts, &mut la[r]);
                 }
             }
             let (sqx, sq2) = sums(&w, &xv, &la);
@@ -242,7 +248,7 @@ pub(crate) fn quantize_iq2_xxs_block(x: &[f32], qw: &[f32], out: &mut [u8]) {
                 let u = pattern(id, &xv[r.clone()], &mut lk);
                 let kk = match t.lookup(u) {
                     Ok(kk) => kk,
-                    Err(nb) => t.best_neighbour(nb, &xv[r.clone()], &wa[r.clone()], scale, &mut lk),
+                    Err(nb) => t.best_neighbour(nb, &xv8[k], &wa8[k], scale, &mut lk),
                 };
                 for (l, &g) in l[r].iter_mut().zip(&t.grid[kk]) {
                     *l = (g - 1) / 2;
@@ -260,19 +266,20 @@ pub(crate) fn quantize_iq2_xxs_block(x: &[f32], qw: &[f32], out: &mut [u8]) {
             }
         }
         for k in 0..4 {
+            // Steps e/f leave every sub-group on the grid (§4.6) for finite
+            // input. NaN/inf input can leave make_qp's raw bytes here; the
+            // `min` and the neighbour fallback keep that from indexing out
+            // of the tables (the block is garbage then, as in C, but no
+            // panic).
             let mut u = 0usize;
             for i in 0..8 {
-                u |= (l[8 * k + i] as usize) << (2 * i);
+                u |= (l[8 * k + i].min(2) as usize) << (2 * i);
             }
-            // Steps e/f leave every sub-group on the grid (§4.6); an
-            // impossible miss falls back to its best neighbour rather than
-            // writing a wrong index.
             let kk = match t.lookup(u) {
                 Ok(kk) => kk,
                 Err(nb) => {
-                    let r = 8 * k..8 * k + 8;
                     let mut lk = [0u8; 8];
-                    t.best_neighbour(nb, &xv[r.clone()], &wa[r], scale, &mut lk)
+                    t.best_neighbour(nb, &xv8[k], &wa8[k], scale, &mut lk)
                 }
             };
             q2[2 * g] |= (kk as u32) << (8 * k);

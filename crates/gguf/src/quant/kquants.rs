@@ -49,6 +49,8 @@ struct Qkx {
 /// `nstep + 1` candidate scales. Returns `(scale, -min)`; `l` gets the levels.
 fn make_qkx(p: &Qkx, x: &[f32], w: &[f32], l: &mut [u8]) -> (f32, f32) {
     let n = x.len();
+    // Equal lengths up front let the compiler drop the per-index checks.
+    let (w, l) = (&w[..n], &mut l[..n]);
     let err = |d: f32| if p.use_mad { d.abs() } else { d * d };
     let mut mn = x[0];
     let mut mx = x[0];
@@ -72,7 +74,7 @@ fn make_qkx(p: &Qkx, x: &[f32], w: &[f32], l: &mut [u8]) -> (f32, f32) {
         Early::Le => mx <= mn,
     };
     if stop {
-        l[..n].fill(0);
+        l.fill(0);
         return (0.0, -mn);
     }
     let nmax = p.nmax as f32;
@@ -89,6 +91,7 @@ fn make_qkx(p: &Qkx, x: &[f32], w: &[f32], l: &mut [u8]) -> (f32, f32) {
         return (scale, -mn);
     }
     let mut la = [0u8; 32];
+    let la = &mut la[..n];
     for s in 0..=p.nstep {
         iscale = (p.rmin + p.rdelta * s as f32 + nmax) / (mx - mn);
         let (mut sl, mut sl2, mut sxl) = (0.0f32, 0.0f32, 0.0f32);
@@ -114,7 +117,7 @@ fn make_qkx(p: &Qkx, x: &[f32], w: &[f32], l: &mut [u8]) -> (f32, f32) {
                 cur += w[i] * err(e);
             }
             if cur < best {
-                l[..n].copy_from_slice(&la[..n]);
+                l.copy_from_slice(la);
                 best = cur;
                 scale = ts;
                 mn = tm;
@@ -132,12 +135,13 @@ fn make_qkx(p: &Qkx, x: &[f32], w: &[f32], l: &mut [u8]) -> (f32, f32) {
 /// wrap is required for byte-identical output (§8.2).
 pub(crate) fn make_qp(nmax: i32, x: &[f32], qw: &[f32], l: &mut [u8]) -> f32 {
     let n = x.len();
+    let (qw, l) = (&qw[..n], &mut l[..n]);
     let mut mx = 0.0f32;
     for &v in x {
         mx = cmax(mx, v);
     }
     if mx < MAXEPS {
-        l[..n].fill(0);
+        l.fill(0);
         return 0.0;
     }
     let nmaxf = nmax as f32;
