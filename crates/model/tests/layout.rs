@@ -130,6 +130,20 @@ fn flash_q4_size() {
     assert!((153.2..153.4).contains(&file), "q4 file {file} GiB");
 }
 
+/// Pro's default schedule: every layer compressed (two HCA layers first),
+/// so all 43 have compressors and the 20 CSA layers indexers.
+#[test]
+fn pro_table() {
+    let t = layout(&model::synth::pro_shape(), Recipe::Q2).unwrap();
+    assert_eq!(t.len(), 6 + 43 * 23 + 43 + 43 * 4 + 20 * 6);
+    assert_eq!(
+        find(&t, "blk.0.attn_compressor_ape.weight").dims,
+        [512, 128]
+    );
+    assert_eq!(find(&t, "blk.3.attn_compressor_ape.weight").dims, [1024, 4]);
+    assert!(t.iter().all(|s| !s.name.starts_with("blk.2.indexer")));
+}
+
 #[test]
 fn recipes_choose_types_by_family() {
     let cfg = tiny();

@@ -290,48 +290,50 @@ impl model::Trace for Probe {
     }
 }
 
-/// Flash's 43-layer schedule (hash, CSA and HCA layers, 6 of 16 experts)
-/// at small width: the random weights keep the residual stream finite and
-/// O(1)-growing and spread the top-k routing over the experts.
+/// Flash's and Pro's 43-layer schedules (hash, CSA and HCA layers, 6 of 16
+/// experts) at small width: the random weights keep the residual stream
+/// finite and O(1) and spread the top-k routing over the experts.
 #[test]
-fn deep_flash_schedule_stays_finite_and_routes_widely() {
-    let flash = ModelConfig::flash();
-    let mut cfg = tiny();
-    cfg.n_layer = flash.n_layer;
-    cfg.compress_ratios = flash.compress_ratios.clone();
-    cfg.swiglu_clamp = flash.swiglu_clamp.clone();
-    cfg.n_hash_layer = 3;
-    cfg.n_expert = 16;
-    cfg.n_expert_used = 6;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("deep.gguf");
-    write(&cfg, Recipe::Q2, 11, &path);
-    let f = GgufFile::open(&path).unwrap();
-    let m = Model::load(&f, Options::default()).unwrap();
-    let tokens: Vec<u32> = (0..24).map(|i| (i * 91 + 3) % 256).collect();
-    let mut st = m.new_state(tokens.len());
-    let mut probe = Probe::default();
-    let logits = m
-        .forward(&mut st, &tokens, Logits::All, &mut probe)
-        .unwrap();
-    assert!(logits.iter().all(|v| v.is_finite()));
-    for &(layer, rms) in &probe.state_rms {
-        assert!(
-            rms.is_finite() && (0.1..100.0).contains(&rms),
-            "layer {layer}: HC state RMS {rms}"
-        );
-    }
-    for layer in 3..cfg.n_layer {
-        let picks = &probe.experts[&layer];
-        let distinct: std::collections::HashSet<u32> = picks.iter().flatten().copied().collect();
-        assert!(
-            distinct.len() >= 12,
-            "layer {layer}: only experts {distinct:?} used"
-        );
-        let firsts: std::collections::HashSet<u32> = picks.iter().map(|p| p[0]).collect();
-        assert!(
-            firsts.len() >= 4,
-            "layer {layer}: top-1 expert always in {firsts:?}"
-        );
+fn deep_schedules_stay_finite_and_route_widely() {
+    for shape in [ModelConfig::flash(), pro_shape()] {
+        let mut cfg = tiny();
+        cfg.n_layer = shape.n_layer;
+        cfg.compress_ratios = shape.compress_ratios.clone();
+        cfg.swiglu_clamp = shape.swiglu_clamp.clone();
+        cfg.n_hash_layer = 3;
+        cfg.n_expert = 16;
+        cfg.n_expert_used = 6;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deep.gguf");
+        write(&cfg, Recipe::Q2, 11, &path);
+        let f = GgufFile::open(&path).unwrap();
+        let m = Model::load(&f, Options::default()).unwrap();
+        let tokens: Vec<u32> = (0..24).map(|i| (i * 91 + 3) % 256).collect();
+        let mut st = m.new_state(tokens.len());
+        let mut probe = Probe::default();
+        let logits = m
+            .forward(&mut st, &tokens, Logits::All, &mut probe)
+            .unwrap();
+        assert!(logits.iter().all(|v| v.is_finite()));
+        for &(layer, rms) in &probe.state_rms {
+            assert!(
+                rms.is_finite() && (0.1..100.0).contains(&rms),
+                "layer {layer}: HC state RMS {rms}"
+            );
+        }
+        for layer in 3..cfg.n_layer {
+            let picks = &probe.experts[&layer];
+            let distinct: std::collections::HashSet<u32> =
+                picks.iter().flatten().copied().collect();
+            assert!(
+                distinct.len() >= 12,
+                "layer {layer}: only experts {distinct:?} used"
+            );
+            let firsts: std::collections::HashSet<u32> = picks.iter().map(|p| p[0]).collect();
+            assert!(
+                firsts.len() >= 4,
+                "layer {layer}: top-1 expert always in {firsts:?}"
+            );
+        }
     }
 }

@@ -359,24 +359,35 @@ fn e8m0(e: u8) -> f32 {
     }
 }
 
-/// E4M3FN; the NaN codes (abs 0x7F) decode to +0 as deepseek4-quantize does.
+/// E4M3FN decoded by table; the NaN codes (abs 0x7F) decode to +0 as
+/// deepseek4-quantize does.
 fn e4m3(v: u8) -> f32 {
-    let a = v & 0x7F;
-    if a == 0x7F {
-        return 0.0;
-    }
-    let (e, m) = ((a >> 3) as i32, (a & 7) as f32);
-    let mag = if e == 0 {
-        m * (2f32).powi(-9)
-    } else {
-        (1.0 + m / 8.0) * (2f32).powi(e - 7)
-    };
-    if v & 0x80 != 0 {
-        -mag
-    } else {
-        mag
-    }
+    E4M3[v as usize]
 }
+
+const E4M3: [f32; 256] = {
+    let mut t = [0f32; 256];
+    let mut v = 0;
+    while v < 256 {
+        let a = v & 0x7F;
+        let (e, m) = ((a >> 3) as u32, (a & 7) as u32);
+        let mag = if a == 0x7F {
+            0.0
+        } else if e == 0 {
+            m as f32 * (1.0 / 512.0)
+        } else {
+            // 1.m × 2^(e-7) as f32 bits: exponent e - 7 + 127, mantissa m.
+            f32::from_bits(((e + 120) << 23) | (m << 20))
+        };
+        t[v] = if v & 0x80 != 0 && a != 0x7F {
+            -mag
+        } else {
+            mag
+        };
+        v += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {

@@ -17,13 +17,15 @@ pub fn from_config_json(text: &str) -> Result<ModelConfig, String> {
             .map(|x| x as usize)
             .ok_or(format!("field {k:?} is not a non-negative integer"))
     };
-    let num = |v: &Value, k: &str| -> Result<f32, String> {
+    // `at` is the path of the object holding `k`, for the messages.
+    let num_in = |v: &Value, at: &str, k: &str| -> Result<f32, String> {
         v.get(k)
-            .ok_or(format!("missing field {k:?}"))?
+            .ok_or(format!("missing field \"{at}{k}\""))?
             .as_f64()
             .map(|x| x as f32)
-            .ok_or(format!("field {k:?} is not a number"))
+            .ok_or(format!("field \"{at}{k}\" is not a number"))
     };
+    let num = |k: &str| num_in(&v, "", k);
     let expect = |k: &str, want: &Value| -> Result<(), String> {
         match v.get(k) {
             Some(got) if got != want => Err(format!(
@@ -56,7 +58,7 @@ pub fn from_config_json(text: &str) -> Result<ModelConfig, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let rope = field("rope_scaling")?;
-    let clamp = num(&v, "swiglu_limit")?;
+    let clamp = num("swiglu_limit")?;
     let head_dim = uint("head_dim")?;
     Ok(ModelConfig {
         n_layer,
@@ -80,18 +82,18 @@ pub fn from_config_json(text: &str) -> Result<ModelConfig, String> {
         sinkhorn_iters: uint("hc_sinkhorn_iters")?,
         compress_ratios,
         swiglu_clamp: vec![clamp; n_layer],
-        rope_base: num(&v, "rope_theta")?,
-        compress_rope_base: num(&v, "compress_rope_theta")?,
-        rope_scale_factor: num(rope, "factor")?,
+        rope_base: num("rope_theta")?,
+        compress_rope_base: num("compress_rope_theta")?,
+        rope_scale_factor: num_in(rope, "rope_scaling.", "factor")?,
         rope_orig_ctx: rope
             .get("original_max_position_embeddings")
             .and_then(Value::as_u64)
             .ok_or("rope_scaling.original_max_position_embeddings missing or not an integer")?,
-        yarn_beta_fast: num(rope, "beta_fast")?,
-        yarn_beta_slow: num(rope, "beta_slow")?,
-        expert_weights_scale: num(&v, "routed_scaling_factor")?,
-        rms_eps: num(&v, "rms_norm_eps")?,
-        hc_eps: num(&v, "hc_eps")?,
+        yarn_beta_fast: num_in(rope, "rope_scaling.", "beta_fast")?,
+        yarn_beta_slow: num_in(rope, "rope_scaling.", "beta_slow")?,
+        expert_weights_scale: num("routed_scaling_factor")?,
+        rms_eps: num("rms_norm_eps")?,
+        hc_eps: num("hc_eps")?,
         context_length: v.get("max_position_embeddings").and_then(Value::as_u64),
     })
 }
