@@ -77,7 +77,7 @@ impl GgufBuilder {
                 max: MAX_WRITE_DIMS,
             });
         }
-        if dims[0] % ty.block_elems() as u64 != 0 {
+        if !dims[0].is_multiple_of(ty.block_elems() as u64) {
             return Err(GgufError::PartialBlock {
                 name,
                 ne0: dims[0],

@@ -9,12 +9,13 @@ use crate::compressor::{RowKind, Step};
 use crate::config::{AttentionKind, ModelConfig};
 use crate::error::Result;
 use crate::forward::{Options, Trace};
+use crate::indexer::Indexer;
 use crate::linear::dot_f32;
 use crate::norm::{rms_norm_inplace, rms_norm_plain_inplace};
 use crate::qat;
 use crate::rope::Rope;
 use crate::state::LayerState;
-use crate::weights::{IndexerWeights, LayerWeights};
+use crate::weights::LayerWeights;
 
 pub struct Attention<'a> {
     pub cfg: &'a ModelConfig,
@@ -92,7 +93,14 @@ impl Attention<'_> {
         let n_comp = st.comp.len() / hd;
         let selected: Vec<usize> = match (cfg.attention_kind(self.layer), &self.w.indexer) {
             (AttentionKind::Sparse, Some(iw)) if n_comp > cfg.indexer_top_k => {
-                self.select(iw, &qr, x, pos, &st.index, n_comp, trace)?
+                let indexer = Indexer {
+                    cfg,
+                    layer: self.layer,
+                    w: iw,
+                    rope: self.rope,
+                    opts: self.opts,
+                };
+                indexer.select(&qr, x, pos, &st.index, n_comp, trace)?
             }
             _ => (0..n_comp).collect(),
         };
@@ -154,62 +162,6 @@ impl Attention<'_> {
             f16_rows: self.opts.f16_rows,
         }
     }
-
-    /// The lightning indexer's top-k of the `n_comp` visible rows (§10).
-    #[allow(clippy::too_many_arguments)]
-    fn select(
-        &self,
-        iw: &IndexerWeights<'_>,
-        qr: &[f32],
-        x: &[f32],
-        pos: usize,
-        index_rows: &[f32],
-        n_comp: usize,
-        trace: &mut dyn Trace,
-    ) -> Result<Vec<usize>> {
-        let cfg = self.cfg;
-        let (nh, d) = (cfg.indexer_heads, cfg.indexer_head_dim);
-        let mut qi = vec![0f32; nh * d];
-        iw.q_b.matvec(qr, &mut qi, self.opts.numerics)?;
-        for head in qi.chunks_mut(d) {
-            self.rope.apply(head, pos, false);
-            if self.opts.qat {
-                qat::indexer_round_trip(head);
-            }
-        }
-        let mut wts = vec![0f32; nh];
-        iw.proj.matvec(x, &mut wts, self.opts.numerics)?;
-        let s = 1.0 / ((d * nh) as f32).sqrt();
-        for w in &mut wts {
-            *w *= s;
-        }
-        let scores: Vec<f32> = (0..n_comp)
-            .into_par_iter()
-            .map(|c| {
-                let row = &index_rows[c * d..(c + 1) * d];
-                let mut acc = 0f32;
-                for (e, qh) in qi.chunks(d).enumerate() {
-                    acc += wts[e] * dot_f32(qh, row).max(0.0);
-                }
-                acc
-            })
-            .collect();
-        trace.record("index_scores", self.layer, pos, &scores);
-        let sel = top_k(&scores, cfg.indexer_top_k);
-        let as_f32: Vec<f32> = sel.iter().map(|&c| c as f32).collect();
-        trace.record("index_selected", self.layer, pos, &as_f32);
-        Ok(sel)
-    }
-}
-
-/// Indices of the `k` largest values, lower index first on ties (§10.3),
-/// returned in ascending index order.
-pub fn top_k(scores: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    idx.truncate(k);
-    idx.sort_unstable();
-    idx
 }
 
 /// One head's softmax over `keys` (which are also the values) with a sink
@@ -235,14 +187,6 @@ fn sink_attention(q: &[f32], keys: &[&[f32]], sink: f32, scale: f32, out: &mut [
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn top_k_prefers_lower_index_on_ties() {
-        let s = [1.0, 3.0, 3.0, 0.0, 3.0, 2.0];
-        assert_eq!(top_k(&s, 2), vec![1, 2]);
-        assert_eq!(top_k(&s, 4), vec![1, 2, 4, 5]);
-        assert_eq!(top_k(&s, 10), vec![0, 1, 2, 3, 4, 5]);
-    }
 
     #[test]
     fn sink_only_shrinks_the_output() {

@@ -50,7 +50,7 @@ impl Step<'_> {
         {
             *s += a;
         }
-        if (pos + 1) % self.ratio != 0 {
+        if !(pos + 1).is_multiple_of(self.ratio) {
             return Ok(None);
         }
         let mut out = pool(f, self.ratio, self.dim);

@@ -189,7 +189,7 @@ impl ModelConfig {
             }
         };
         need(
-            self.n_rot % 2 == 0
+            self.n_rot.is_multiple_of(2)
                 && self.n_rot <= self.head_dim
                 && self.n_rot <= self.indexer_head_dim,
             "rope.dimension_count",
@@ -199,7 +199,7 @@ impl ModelConfig {
             ),
         )?;
         need(
-            self.n_head % self.o_groups == 0,
+            self.n_head.is_multiple_of(self.o_groups),
             "attention.output_group_count",
             format!(
                 "is {}; must divide head_count {}",
@@ -231,7 +231,7 @@ impl ModelConfig {
             ),
         )?;
         need(
-            self.head_dim >= self.n_rot && (self.head_dim - self.n_rot) % 64 == 0,
+            self.head_dim >= self.n_rot && (self.head_dim - self.n_rot).is_multiple_of(64),
             "attention.key_length",
             format!(
                 "is {}; the FP8 round trip works on 64-wide blocks of the {} non-RoPE dims",
@@ -240,7 +240,7 @@ impl ModelConfig {
             ),
         )?;
         need(
-            self.indexer_head_dim % 32 == 0,
+            self.indexer_head_dim.is_multiple_of(32),
             "attention.indexer.key_length",
             format!(
                 "is {}; the FP4 round trip works on 32-wide blocks",

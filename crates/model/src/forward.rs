@@ -14,6 +14,7 @@ use crate::attention::Attention;
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::hc;
+use crate::head;
 use crate::linear::Numerics;
 use crate::moe::Moe;
 use crate::norm::rms_norm;
@@ -142,7 +143,14 @@ impl<'a> Model<'a> {
         };
         let mut out = Vec::with_capacity(rows.len() * cfg.n_vocab);
         for i in rows {
-            out.extend(self.head(&hs[i], start + i, trace)?);
+            out.extend(head::logits(
+                cfg,
+                &self.weights,
+                self.opts.numerics,
+                &hs[i],
+                start + i,
+                trace,
+            )?);
         }
         Ok(out)
     }
@@ -192,19 +200,5 @@ impl<'a> Model<'a> {
         let h = hc::post(&y, &h, &split);
         trace.record("hc_ffn_post", il, pos, &h);
         Ok(h)
-    }
-
-    /// The output head (§8): HC collapse, norm, LM head.
-    fn head(&self, h: &[f32], pos: usize, trace: &mut dyn Trace) -> Result<Vec<f32>> {
-        let cfg = &self.cfg;
-        let w = &self.weights;
-        let z = hc::head(h, &w.output_hc, cfg.hc_eps, self.opts.numerics)?;
-        let mut zn = vec![0f32; cfg.n_embd];
-        rms_norm(&z, &w.output_norm, cfg.rms_eps, &mut zn);
-        trace.record("head_norm", cfg.n_layer, pos, &zn);
-        let mut logits = vec![0f32; cfg.n_vocab];
-        w.output.matvec(&zn, &mut logits, self.opts.numerics)?;
-        trace.record("logits", cfg.n_layer, pos, &logits);
-        Ok(logits)
     }
 }

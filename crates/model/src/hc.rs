@@ -163,7 +163,9 @@ pub fn head(h: &[f32], w: &HcWeights<'_>, eps: f32, numerics: Numerics) -> Resul
     Ok(weighted_sum(h, &wts))
 }
 
+// The spec's test vectors are quoted with the digits it prints.
 #[cfg(test)]
+#[allow(clippy::excessive_precision)]
 mod tests {
     use super::*;
 
@@ -210,13 +212,8 @@ mod tests {
             );
             assert!(close(s.post[i], post_want[i], 8.0), "post {i}");
         }
-        for i in 0..16 {
-            assert!(
-                close(s.comb[i], p[i], 64.0),
-                "P {i}: {} vs {}",
-                s.comb[i],
-                p[i]
-            );
+        for (i, (&got, &want)) in s.comb.iter().zip(&p).enumerate() {
+            assert!(close(got, want, 64.0), "P {i}: {got} vs {want}");
         }
         let d = 3;
         let y = vec![0.5f32; d];

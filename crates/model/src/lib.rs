@@ -10,6 +10,8 @@ pub mod convert;
 pub mod error;
 pub mod forward;
 pub mod hc;
+pub mod head;
+pub mod indexer;
 pub mod layout;
 pub mod linear;
 pub mod moe;

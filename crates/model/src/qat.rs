@@ -54,8 +54,8 @@ const E2M1: [f32; 8] = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
 pub fn e2m1_round(y: f32) -> f32 {
     let a = y.abs();
     let mut best = 0;
-    for i in 1..E2M1.len() {
-        let (d_best, d_i) = ((a - E2M1[best]).abs(), (a - E2M1[i]).abs());
+    for (i, &v) in E2M1.iter().enumerate().skip(1) {
+        let (d_best, d_i) = ((a - E2M1[best]).abs(), (a - v).abs());
         if d_i < d_best || (d_i == d_best && i % 2 == 0) {
             best = i;
         }
@@ -90,7 +90,7 @@ pub fn indexer_round_trip(v: &mut [f32]) {
         let amax = block
             .iter()
             .fold(0f32, |m, x| m.max(x.abs()))
-            .max(7.052966104933725e-38);
+            .max(6.0 * f32::MIN_POSITIVE);
         let scale = pow2_ceil(amax / 6.0);
         for x in block {
             *x = e2m1_round((*x / scale).clamp(-6.0, 6.0)) * scale;
@@ -116,7 +116,7 @@ mod tests {
         assert_eq!(pow2_ceil(0.3), 0.5);
         assert_eq!(pow2_ceil(100.0 / 448.0), 0.25);
         assert_eq!(pow2_ceil(f32::MIN_POSITIVE), f32::MIN_POSITIVE);
-        assert_eq!(pow2_ceil(7.052966104933725e-38 / 6.0), f32::MIN_POSITIVE);
+        assert_eq!(pow2_ceil(6.0 * f32::MIN_POSITIVE / 6.0), f32::MIN_POSITIVE);
     }
 
     /// The worked examples of §6.1 (block amax 100 → scale 0.25).
