@@ -95,3 +95,43 @@ fn client_text_never_becomes_a_control_token() {
         "<｜User｜>hi<think>｜DSML｜"
     );
 }
+
+#[test]
+fn malformed_tokenizer_json_is_an_error() {
+    use text::Tokenizer;
+    let text = std::fs::read_to_string(common::fixture("tokenizer.json")).expect("read");
+    let base: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let load = |v: &serde_json::Value| Tokenizer::from_tokenizer_json(&v.to_string());
+    assert!(load(&base).is_ok());
+    assert!(Tokenizer::from_tokenizer_json("{").is_err());
+
+    let mut v = base.clone();
+    v["model"]["type"] = "WordPiece".into();
+    assert!(load(&v).is_err());
+
+    let mut v = base.clone();
+    let id = v["model"]["vocab"]["Ġ"].clone();
+    v["model"]["vocab"]
+        .as_object_mut()
+        .expect("vocab")
+        .remove("Ġ");
+    v["model"]["vocab"]["Ġ-moved"] = id;
+    assert!(
+        matches!(load(&v), Err(text::Error::Vocab(_))),
+        "missing byte token"
+    );
+
+    let mut v = base.clone();
+    v["model"]["vocab"]["far away"] = 4_000_000_000u64.into();
+    assert!(matches!(load(&v), Err(text::Error::Vocab(_))), "sparse ids");
+
+    let mut v = base.clone();
+    v["model"]["merges"]
+        .as_array_mut()
+        .expect("merges")
+        .push("nosuch token".into());
+    assert!(
+        matches!(load(&v), Err(text::Error::Merge { .. })),
+        "unknown merge token"
+    );
+}

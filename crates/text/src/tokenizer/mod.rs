@@ -139,6 +139,14 @@ impl Tokenizer {
             .chain(added.iter().map(|a| a.id))
             .max()
             .map_or(0, |m| m as usize + 1);
+        // Ids must be dense (the model indexes embeddings by id); a stray huge id would
+        // otherwise make this allocation enormous.
+        if size > pairs.len() + added.len() {
+            return Err(Error::Vocab(format!(
+                "ids are not contiguous (highest is {})",
+                size - 1
+            )));
+        }
         let mut tokens: Vec<Option<String>> = vec![None; size];
         for (id, tok) in pairs {
             tokens[id as usize] = Some(tok);
