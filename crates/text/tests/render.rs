@@ -146,3 +146,59 @@ fn bad_input_is_an_error() {
     };
     assert!(render(&dev, &[], &options).is_err());
 }
+
+/// Directly against prompt-examples.json: `rendered_official` (the reference encoder), except
+/// where the Think Max context rule applies, where the expected prompt is ds4's `rendered`.
+#[test]
+fn spec_render_examples() {
+    let tok = tokenizer();
+    let text = std::fs::read_to_string(fixture("prompt-examples.json")).expect("spec");
+    let spec = json::parse(&text).expect("json");
+    let Some(Value::Array(examples)) = spec.get("render_examples") else {
+        panic!("render_examples")
+    };
+    for e in examples {
+        let s = |k: &str| e.get(k).and_then(Value::as_str).expect(k);
+        let body = json::parse(s("ds4_request_body")).expect("body");
+        let messages = parse_messages(&json::dumps(body.get("messages").expect("messages")))
+            .expect("messages");
+        let tools = match body.get("tools") {
+            Some(t) => parse_tools(&json::dumps(t)).expect("tools"),
+            None => Vec::new(),
+        };
+        let thinking = match (s("thinking_mode"), e.get("reasoning_effort")) {
+            ("chat", _) => Thinking::Off,
+            (_, Some(Value::Str(m))) if m == "max" => Thinking::Max,
+            _ => Thinking::High,
+        };
+        let ctx = match e.get("ds4_ctx") {
+            Some(Value::Int(n)) => n.parse().expect("ctx"),
+            _ => panic!("ds4_ctx"),
+        };
+        let options = RenderOptions {
+            thinking,
+            context_size: Some(ctx),
+        };
+        let name = s("name");
+        let r = render(&messages, &tools, &options).expect("render");
+        let want = if name == "think_max_downgraded_by_ctx" {
+            s("rendered")
+        } else {
+            s("rendered_official")
+        };
+        assert_eq!(r.text(), want, "{name}");
+        if r.text() == s("rendered") {
+            let Some(Value::Array(ids)) = e.get("token_ids") else {
+                panic!("token_ids")
+            };
+            let ids: Vec<u32> = ids
+                .iter()
+                .map(|v| match v {
+                    Value::Int(n) => n.parse().expect("id"),
+                    _ => panic!("id"),
+                })
+                .collect();
+            assert_eq!(r.token_ids(tok).expect("ids"), ids, "{name}");
+        }
+    }
+}
