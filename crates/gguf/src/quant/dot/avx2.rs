@@ -7,10 +7,12 @@
 //! they are element-wise (no reassociation) and are then added to the
 //! accumulator one by one in block order.
 //!
-//! Signed i8 x i8 products are widened to i16 and combined with
-//! `_mm256_madd_epi16` instead of the usual `maddubs`/`sign` trick, which is
-//! wrong for -128 codes; weights come from arbitrary file bytes, so the
-//! kernels must be exact for every input.
+//! Weights come from arbitrary file bytes and `BlockQ8K`/`ActQ8_0` can be
+//! built by hand, so the kernels are exact for every input, -128 codes
+//! included. That rules out the usual `maddubs`/`sign` trick for signed x
+//! signed bytes (it wraps on -128): Q8_0 and MXFP4 widen to i16 and use
+//! `_mm256_madd_epi16`; the K-quants' codes are unsigned, where `maddubs`
+//! cannot saturate; IQ2_XXS biases the activation (see `iq2_xxs`).
 //!
 //! Every function here is `unsafe` only because of `#[target_feature]`:
 //! callers must have checked `is_x86_feature_detected!("avx2")` (`super`
