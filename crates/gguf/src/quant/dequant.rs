@@ -160,8 +160,10 @@ fn iq2_xxs(b: &[u8], y: &mut [f32]) {
     }
 }
 
-/// ggml MXFP4: byte 0 = E8M0 exponent, element j / j+16 = low / high nibble
-/// of `qs[j]`.
+/// ggml MXFP4 (type 39): byte 0 = E8M0 exponent, element j / j+16 = low /
+/// high nibble of `qs[j]`, value `kvalues[nibble] * 2^(e-128)`. Layout as in
+/// ggml's `dequantize_row_mxfp4` and gguf 0.19's quants.py (the fixtures
+/// compare bit for bit, including e = 0, 1, 254, 255).
 fn mxfp4(b: &[u8], y: &mut [f32]) {
     const KV: [f32; 16] = {
         let mut t = [0.0f32; 16];
