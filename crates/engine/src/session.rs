@@ -1,0 +1,249 @@
+//! A session: the tokens a model state has consumed, that state, and the
+//! logits for the next token — ds4's "checkpoint" (kv-cache.md §1.1).
+//!
+//! Rewind. A state cannot drop its last rows: the raw ring has overwritten
+//! older positions, and compressed rows and compressor frontiers fold tokens
+//! in irreversibly. Keeping a snapshot per token would cost a full state copy
+//! per token. So a session keeps a few *anchors* — in-memory checkpoints
+//! taken automatically where a rewind usually lands: the end of each prefill
+//! (the prompt boundary, where "regenerate" and "edit the last turn" go back
+//! to). A rewind restores the newest anchor at or before the target and
+//! re-prefills the remainder, or re-prefills from scratch when no anchor
+//! fits. Results are bit-identical to never having gone further, because the
+//! forward pass is chunking-invariant.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::error::{EngineError, Result};
+
+/// Anchors a session keeps by default. Each is a full state copy (76 MiB at
+/// 4096 tokens for Flash), so few.
+pub const DEFAULT_ANCHORS: usize = 1;
+
+/// An in-memory copy of a session's checkpoint.
+pub struct Checkpoint<S> {
+    tokens: Vec<u32>,
+    state: S,
+    logits: Vec<f32>,
+}
+
+impl<S: Clone> Clone for Checkpoint<S> {
+    fn clone(&self) -> Self {
+        Checkpoint {
+            tokens: self.tokens.clone(),
+            state: self.state.clone(),
+            logits: self.logits.clone(),
+        }
+    }
+}
+
+impl<S> Checkpoint<S> {
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+}
+
+pub struct Session<B: Backend> {
+    backend: Arc<B>,
+    tokens: Vec<u32>,
+    state: B::State,
+    logits: Vec<f32>,
+    anchors: Vec<Checkpoint<B::State>>,
+    max_anchors: usize,
+}
+
+/// Never-set cancel flag for internal re-prefills.
+static NEVER: AtomicBool = AtomicBool::new(false);
+
+impl<B: Backend> Session<B> {
+    pub fn new(backend: Arc<B>, ctx: usize) -> Self {
+        let state = backend.new_state(ctx);
+        Session {
+            backend,
+            tokens: Vec::new(),
+            state,
+            logits: Vec::new(),
+            anchors: Vec::new(),
+            max_anchors: DEFAULT_ANCHORS,
+        }
+    }
+
+    /// Keeps at most `n` rewind anchors (0: rewinds always re-prefill).
+    pub fn set_max_anchors(&mut self, n: usize) {
+        self.max_anchors = n;
+        let excess = self.anchors.len().saturating_sub(n);
+        self.anchors.drain(..excess);
+    }
+
+    pub fn backend(&self) -> &Arc<B> {
+        &self.backend
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    pub fn ctx(&self) -> usize {
+        self.backend.ctx(&self.state)
+    }
+
+    pub(crate) fn state(&self) -> &B::State {
+        &self.state
+    }
+
+    /// Logits for the token after the last consumed one.
+    pub fn logits(&self) -> Result<&[f32]> {
+        if self.logits.is_empty() {
+            return Err(EngineError::NoLogits);
+        }
+        Ok(&self.logits)
+    }
+
+    /// Evaluates `tokens` after the current ones, chunked; `progress(done,
+    /// total)` after each chunk. With `cancel` set the session stops at a
+    /// chunk boundary, consistent, and the count consumed is returned.
+    pub fn prefill(
+        &mut self,
+        tokens: &[u32],
+        progress: &mut dyn FnMut(usize, usize),
+        cancel: &AtomicBool,
+    ) -> Result<usize> {
+        let ctx = self.ctx();
+        if self.tokens.len() + tokens.len() > ctx {
+            return Err(EngineError::PromptTooLong {
+                tokens: self.tokens.len() + tokens.len(),
+                ctx,
+            });
+        }
+        let total = tokens.len();
+        let out =
+            self.backend
+                .prefill(&mut self.state, tokens, &mut |d| progress(d, total), cancel)?;
+        self.tokens.extend_from_slice(&tokens[..out.consumed]);
+        if out.consumed > 0 {
+            self.logits = out.logits;
+            self.push_anchor();
+        }
+        Ok(out.consumed)
+    }
+
+    /// Evaluates one token; returns the logits for the next one.
+    pub fn decode(&mut self, token: u32) -> Result<&[f32]> {
+        self.logits = self.backend.decode(&mut self.state, token)?;
+        self.tokens.push(token);
+        Ok(&self.logits)
+    }
+
+    /// A copy of the current checkpoint.
+    pub fn checkpoint(&self) -> Checkpoint<B::State> {
+        Checkpoint {
+            tokens: self.tokens.clone(),
+            state: self.state.clone(),
+            logits: self.logits.clone(),
+        }
+    }
+
+    /// Goes back (or forward) to `cp`, which must come from a session of the
+    /// same context size.
+    pub fn restore(&mut self, cp: &Checkpoint<B::State>) -> Result<()> {
+        let (have, want) = (self.ctx(), self.backend.ctx(&cp.state));
+        if have != want {
+            return Err(EngineError::StateMismatch(format!(
+                "checkpoint of a {want}-token context restored into a {have}-token session"
+            )));
+        }
+        self.tokens.clone_from(&cp.tokens);
+        self.state = cp.state.clone();
+        self.logits.clone_from(&cp.logits);
+        self.anchors.retain(|a| cp.tokens.starts_with(&a.tokens));
+        Ok(())
+    }
+
+    /// Keeps the first `n` tokens: restores the newest anchor at or before
+    /// `n` and re-prefills the rest (module docs say why).
+    pub fn rewind(&mut self, n: usize, progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
+        if n > self.tokens.len() {
+            return Err(EngineError::RewindPastEnd {
+                target: n,
+                len: self.tokens.len(),
+            });
+        }
+        if n == self.tokens.len() {
+            return Ok(());
+        }
+        let tokens = std::mem::take(&mut self.tokens);
+        self.anchors.retain(|a| a.tokens.len() <= n);
+        match self.anchors.last() {
+            Some(a) => {
+                self.state = a.state.clone();
+                self.logits.clone_from(&a.logits);
+                self.tokens.clone_from(&a.tokens);
+            }
+            None => {
+                self.state = self.backend.new_state(self.ctx());
+                self.logits.clear();
+            }
+        }
+        let from = self.tokens.len();
+        self.prefill(&tokens[from..n], progress, &NEVER)?;
+        Ok(())
+    }
+
+    /// Brings the session to `prompt`: keeps the common prefix (rewinding
+    /// when the session went past it) and prefills the rest, as ds4's
+    /// `sync` does but without discarding a reusable prefix.
+    pub fn sync(
+        &mut self,
+        prompt: &[u32],
+        progress: &mut dyn FnMut(usize, usize),
+        cancel: &AtomicBool,
+    ) -> Result<usize> {
+        if prompt.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        if self.tokens == prompt && !self.logits.is_empty() {
+            return Ok(0);
+        }
+        let common = self
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
+        // Logits come from evaluating at least one token: a prompt that is
+        // exactly the session re-evaluates its last token.
+        let keep = common.min(prompt.len() - 1);
+        self.rewind(keep, &mut |_, _| {})?;
+        self.prefill(&prompt[keep..], progress, cancel)
+    }
+
+    /// Replaces the session content with `image`-derived state (snapshots).
+    pub(crate) fn replace(&mut self, tokens: Vec<u32>, state: B::State, logits: Vec<f32>) {
+        self.tokens = tokens;
+        self.state = state;
+        self.logits = logits;
+        self.anchors.clear();
+        self.push_anchor();
+    }
+
+    fn push_anchor(&mut self) {
+        if self.max_anchors == 0 {
+            return;
+        }
+        if self.anchors.len() == self.max_anchors {
+            self.anchors.remove(0);
+        }
+        let cp = self.checkpoint();
+        self.anchors.push(cp);
+    }
+}
