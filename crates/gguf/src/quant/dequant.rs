@@ -140,20 +140,44 @@ fn q4_k(b: &[u8], y: &mut [f32]) {
 
 /// §3.5: `((d * (0.5 + ls)) * 0.25) * grid * sign`. Multiplying by ±1 is
 /// exact, so the sign is applied to the bits (identical for every non-NaN
-/// result).
+/// result). Grid values and sign bits come from small precomputed tables so
+/// the 8-element inner loop is branch-free and vectorizes.
 fn iq2_xxs(b: &[u8], y: &mut [f32]) {
+    const GRID_F32: [[f32; 8]; 256] = {
+        let mut t = [[0.0f32; 8]; 256];
+        let mut k = 0;
+        while k < 256 {
+            let mut j = 0;
+            while j < 8 {
+                t[k][j] = ((IQ2XXS_GRID[k] >> (8 * j)) & 0xFF) as f32;
+                j += 1;
+            }
+            k += 1;
+        }
+        t
+    };
+    const SIGN_BITS: [[u32; 8]; 128] = {
+        let mut t = [[0u32; 8]; 128];
+        let mut i = 0;
+        while i < 128 {
+            let mut j = 0;
+            while j < 8 {
+                t[i][j] = ((KSIGNS[i] as u32 >> j) & 1) << 31;
+                j += 1;
+            }
+            i += 1;
+        }
+        t
+    };
     let d = le_f16(b, 0);
     for (g, yg) in y.chunks_exact_mut(32).enumerate() {
         let a = le_u32(b, 2 + 8 * g);
         let s = le_u32(b, 6 + 8 * g);
         let db = d * (0.5 + (s >> 28) as f32) * 0.25;
         for (i, ys) in yg.chunks_exact_mut(8).enumerate() {
-            let grid = IQ2XXS_GRID[((a >> (8 * i)) & 0xFF) as usize];
-            let signs = KSIGNS[((s >> (7 * i)) & 127) as usize];
-            for (j, y) in ys.iter_mut().enumerate() {
-                let gv = ((grid >> (8 * j)) & 0xFF) as f32;
-                // `* -1.0` of the spec is an exact negation: flip the sign bit.
-                let neg = (((signs >> j) & 1) as u32) << 31;
+            let grid = &GRID_F32[((a >> (8 * i)) & 0xFF) as usize];
+            let signs = &SIGN_BITS[((s >> (7 * i)) & 127) as usize];
+            for ((y, &gv), &neg) in ys.iter_mut().zip(grid).zip(signs) {
                 *y = f32::from_bits((db * gv).to_bits() ^ neg);
             }
         }
