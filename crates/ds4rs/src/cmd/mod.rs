@@ -5,6 +5,7 @@ pub mod dequant;
 pub mod detokenize;
 pub mod inspect;
 pub mod logits;
+pub mod pull;
 pub mod render;
 pub mod synth;
 pub mod tokenize;
