@@ -6,7 +6,7 @@
 //! ones the forward pass relies on (relations between dimensions, legal
 //! per-layer values), not Flash's particular numbers.
 
-use gguf::{GgufError, GgufHeader, MetaValue};
+use gguf::{GgufHeader, MetaValue};
 
 use crate::error::{ModelError, Result};
 
@@ -284,8 +284,16 @@ impl ModelConfig {
     }
 }
 
-fn ratios(h: &GgufHeader, n_layer: usize) -> Result<Vec<usize>> {
-    let key = format!("{P}attention.compress_ratios");
+/// The first `n_layer` entries of a per-layer array, each converted by
+/// `entry` (which names the accepted types in `expected`).
+fn per_layer<T>(
+    h: &GgufHeader,
+    name: &str,
+    n_layer: usize,
+    expected: &str,
+    entry: impl Fn(&MetaValue) -> Option<T>,
+) -> Result<Vec<T>> {
+    let key = format!("{P}{name}");
     let arr = h.get_array(&key)?;
     if arr.items.len() < n_layer {
         return Err(meta_err(
@@ -299,44 +307,38 @@ fn ratios(h: &GgufHeader, n_layer: usize) -> Result<Vec<usize>> {
     arr.items[..n_layer]
         .iter()
         .enumerate()
-        .map(|(l, v)| match v {
-            MetaValue::U32(r) => Ok(*r as usize),
-            MetaValue::I32(r) if *r >= 0 => Ok(*r as usize),
-            other => Err(meta_err(
-                &key,
-                format!("entry {l} is {other}; expected a non-negative UINT32 or INT32"),
-            )),
+        .map(|(l, v)| {
+            entry(v).ok_or_else(|| meta_err(&key, format!("entry {l} is {v}; expected {expected}")))
         })
         .collect()
 }
 
+fn ratios(h: &GgufHeader, n_layer: usize) -> Result<Vec<usize>> {
+    per_layer(
+        h,
+        "attention.compress_ratios",
+        n_layer,
+        "a non-negative UINT32 or INT32",
+        |v| match *v {
+            MetaValue::U32(r) => Some(r as usize),
+            MetaValue::I32(r) => usize::try_from(r).ok(),
+            _ => None,
+        },
+    )
+}
+
 fn clamps(h: &GgufHeader, n_layer: usize) -> Result<Vec<f32>> {
-    let key = format!("{P}swiglu_clamp_exp");
-    let arr = h.get_array(&key).map_err(|e| match e {
-        GgufError::MissingKey(_) => meta_err(&key, "missing"),
-        e => e.into(),
-    })?;
-    if arr.items.len() < n_layer {
-        return Err(meta_err(
-            &key,
-            format!(
-                "has {} entries, block_count needs {n_layer}",
-                arr.items.len()
-            ),
-        ));
-    }
-    arr.items[..n_layer]
-        .iter()
-        .enumerate()
-        .map(|(l, v)| match v {
-            MetaValue::F32(x) => Ok(*x),
-            MetaValue::F64(x) => Ok(*x as f32),
-            other => Err(meta_err(
-                &key,
-                format!("entry {l} is {other}; expected FLOAT32 or FLOAT64"),
-            )),
-        })
-        .collect()
+    per_layer(
+        h,
+        "swiglu_clamp_exp",
+        n_layer,
+        "FLOAT32 or FLOAT64",
+        |v| match *v {
+            MetaValue::F32(x) => Some(x),
+            MetaValue::F64(x) => Some(x as f32),
+            _ => None,
+        },
+    )
 }
 
 /// Metadata of a configuration, for writers (`synth`, `convert`): the keys

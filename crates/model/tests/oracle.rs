@@ -257,42 +257,36 @@ fn round_trips_on() {
 fn default_mode_end_to_end() {
     for config in CONFIGS {
         let conv = convert(config, Recipe::Q8_0);
-        let toks = tokens(config);
-        let f32_model = Model::load(
-            &conv.file,
-            Options {
-                numerics: Numerics::F32,
-                ..Options::default()
-            },
-        )
-        .unwrap();
-        let q_model = Model::load(&conv.file, Options::default()).unwrap();
-        let a = run(&f32_model, &toks, toks.len());
-        let b = run(&q_model, &toks, toks.len());
-        let n = q_model.cfg.n_vocab;
-        let cos: Vec<f64> = a
-            .chunks(n)
-            .zip(b.chunks(n))
-            .map(|(x, y)| cosine(x, y))
-            .collect();
-        let mean = cos.iter().sum::<f64>() / cos.len() as f64;
-        let min = cos.iter().copied().fold(1f64, f64::min);
-        let top1 = a
-            .chunks(n)
-            .zip(b.chunks(n))
-            .filter(|(x, y)| argmax(x) == argmax(y))
-            .count();
-        eprintln!(
-            "{config}: default vs f32 mode: mean cosine {mean:.5}, min {min:.5}, top-1 {top1}/{}",
-            cos.len()
-        );
-        assert!(mean >= 0.95, "{config}: mean cosine {mean}");
-        assert!(
-            top1 * 10 >= cos.len() * 7,
-            "{config}: top-1 agreement {top1}/{}",
-            cos.len()
-        );
+        check_default_mode(&conv.file, &tokens(config), config);
     }
+}
+
+/// Default mode (int8 activations) against f32 activations on the same
+/// file, round trips on: mean cosine ≥ 0.95, top-1 agreement ≥ 70%.
+fn check_default_mode(file: &GgufFile, toks: &[u32], what: &str) {
+    let f32_mode = Options {
+        numerics: Numerics::F32,
+        ..Options::default()
+    };
+    let a = run(&Model::load(file, f32_mode).unwrap(), toks, toks.len());
+    let q_model = Model::load(file, Options::default()).unwrap();
+    let b = run(&q_model, toks, toks.len());
+    let n = q_model.cfg.n_vocab;
+    let pairs = || a.chunks(n).zip(b.chunks(n));
+    let cos: Vec<f64> = pairs().map(|(x, y)| cosine(x, y)).collect();
+    let mean = cos.iter().sum::<f64>() / cos.len() as f64;
+    let min = cos.iter().copied().fold(1f64, f64::min);
+    let top1 = pairs().filter(|(x, y)| argmax(x) == argmax(y)).count();
+    eprintln!(
+        "{what}: default vs f32 mode: mean cosine {mean:.5}, min {min:.5}, top-1 {top1}/{}",
+        cos.len()
+    );
+    assert!(mean >= 0.95, "{what}: mean cosine {mean}");
+    assert!(
+        top1 * 10 >= cos.len() * 7,
+        "{what}: top-1 agreement {top1}/{}",
+        cos.len()
+    );
 }
 
 /// The quantized path stage by stage, fed the oracle's inputs (exact mode
@@ -813,34 +807,5 @@ fn q2_converted_against_its_own_oracle() {
         check_shipped(&got, want, n, &format!("flash_mini q2 {file}"));
     }
     // The default mode runs the IQ2_XXS/Q2_K x Q8_K kernels.
-    let f32_model = Model::load(
-        &conv.file,
-        Options {
-            numerics: Numerics::F32,
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    let q_model = Model::load(&conv.file, Options::default()).unwrap();
-    let a = run(&f32_model, &toks, toks.len());
-    let b = run(&q_model, &toks, toks.len());
-    let cos: Vec<f64> = a
-        .chunks(n)
-        .zip(b.chunks(n))
-        .map(|(x, y)| cosine(x, y))
-        .collect();
-    let mean = cos.iter().sum::<f64>() / cos.len() as f64;
-    let top1 = a
-        .chunks(n)
-        .zip(b.chunks(n))
-        .filter(|(x, y)| argmax(x) == argmax(y))
-        .count();
-    eprintln!(
-        "flash_mini q2: default vs f32 mode mean cosine {mean:.5}, top-1 {top1}/{}",
-        cos.len()
-    );
-    assert!(
-        mean >= 0.95 && top1 * 10 >= cos.len() * 7,
-        "q2 default mode: mean cosine {mean}, top-1 {top1}"
-    );
+    check_default_mode(&conv.file, &toks, "flash_mini q2");
 }
