@@ -143,7 +143,7 @@ impl Checkpoint {
         let rows = rows.unwrap_or(1);
         let kind = match dtype {
             Dtype::F32 | Dtype::F16 | Dtype::BF16 => {
-                if shape != want {
+                if !same_shape(&shape, &want) {
                     return Err(bad_shape(&shape, &want));
                 }
                 match dtype {
@@ -153,7 +153,7 @@ impl Checkpoint {
                 }
             }
             Dtype::F8_E4M3 => {
-                if shape != want {
+                if !same_shape(&shape, &want) {
                     return Err(bad_shape(&shape, &want));
                 }
                 let scale_want = [rows.div_ceil(128), cols.div_ceil(128)];
@@ -359,6 +359,13 @@ fn e8m0(e: u8) -> f32 {
     }
 }
 
+/// Shapes compared after dropping trailing 1s, as deepseek4-quantize does
+/// (a `[n, 1]` vector is the `[n]` the GGUF wants).
+fn same_shape(a: &[usize], b: &[usize]) -> bool {
+    let strip = |s: &[usize]| s.len() - s.iter().rev().take_while(|&&d| d == 1).count();
+    a[..strip(a)] == b[..strip(b)]
+}
+
 /// E4M3FN decoded by table; the NaN codes (abs 0x7F) decode to +0 as
 /// deepseek4-quantize does.
 fn e4m3(v: u8) -> f32 {
@@ -405,5 +412,13 @@ mod tests {
         assert_eq!(e4m3(0xFF), 0.0);
         assert_eq!(e4m3(0x80).to_bits(), (-0.0f32).to_bits());
         assert_eq!(e4m3(0xB8), -1.0);
+    }
+
+    #[test]
+    fn trailing_ones_do_not_count() {
+        assert!(same_shape(&[256, 1], &[256]));
+        assert!(same_shape(&[1], &[1, 1]));
+        assert!(!same_shape(&[1, 256], &[256]));
+        assert!(!same_shape(&[128, 2], &[256]));
     }
 }
