@@ -44,6 +44,8 @@ struct Setup {
     cut_first_get_after: Option<usize>,
     /// When set, the hub answers 401 unless `Authorization: Bearer <it>`.
     token: Option<String>,
+    /// What `X-Linked-Size` announces, when not the true size.
+    linked_size: Option<usize>,
 }
 
 struct State {
@@ -129,7 +131,10 @@ fn serve(st: &State, mut stream: TcpStream, cdn: bool) {
         }
         let hdrs = [
             ("Location", st.cdn_url.clone()),
-            ("X-Linked-Size", s.data.len().to_string()),
+            (
+                "X-Linked-Size",
+                s.linked_size.unwrap_or(s.data.len()).to_string(),
+            ),
             ("X-Linked-Etag", format!("\"{}\"", s.sha256)),
             ("X-Repo-Commit", "0".repeat(40)),
         ];
@@ -220,6 +225,7 @@ fn setup(seed: u64) -> Setup {
         data,
         cut_first_get_after: None,
         token: None,
+        linked_size: None,
     }
 }
 
@@ -419,6 +425,28 @@ fn checksum_mismatch_leaves_no_file() {
     assert!(!dest(cwd).exists());
     assert!(!part(cwd).exists());
     assert!(std::fs::symlink_metadata(cwd.join("ds4flash.gguf")).is_err());
+}
+
+#[test]
+fn size_mismatch_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let mut s = setup(11);
+    s.linked_size = Some(SIZE + 10);
+    let hub = Hub::start(s);
+
+    let r = pull(cwd, &hub, &["q2-imatrix"], &[]);
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains(&format!(
+            "Content-Length {SIZE} but the hub said {} bytes",
+            SIZE + 10
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(!dest(cwd).exists());
+    assert!(std::fs::metadata(part(cwd)).map_or(true, |m| m.len() == 0));
 }
 
 /// The bytes already in a `.part` file are hashed too: a corrupt prefix is

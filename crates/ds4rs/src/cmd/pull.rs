@@ -69,10 +69,11 @@ pub struct Args {
     /// this is optional.
     #[arg(long)]
     pub token: Option<String>,
-    /// How many times a transfer that stops or fails with a network error
-    /// or a 5xx is resumed within this run, waiting 1 s, 2 s, 4 s, ...
-    /// between tries. Rerunning the command resumes as well.
-    #[arg(long, default_value_t = 3)]
+    /// How many times in a row a transfer that stops or fails with a
+    /// network error or a 5xx is resumed within this run, waiting 1 s, 2 s,
+    /// 4 s, ... between tries; a try that made progress resets the count.
+    /// Rerunning the command resumes as well.
+    #[arg(long, default_value_t = 5)]
     pub retries: u32,
 }
 
@@ -295,7 +296,7 @@ impl Client {
         let mut linked_sha = None;
         for _ in 0..=MAX_REDIRECTS {
             let resp = self.send(true, &url, 0).map_err(|e| {
-                Failure::Retry(anyhow::Error::new(e).context(format!("HEAD {url}")))
+                Failure::Retry(anyhow::Error::new(e).context(format!("HEAD {}", shown(&url))))
             })?;
             let status = resp.status().as_u16();
             if linked_size.is_none() {
@@ -324,6 +325,7 @@ impl Client {
             });
             let size = linked_size.or_else(|| header(&resp, "content-length")?.parse().ok());
             let Some(size) = size else {
+                let url = shown(&url);
                 return Err(Failure::Fatal(anyhow::anyhow!(
                     "HEAD {url}: the server reported no size (no X-Linked-Size or \
                      Content-Length); refusing to download without size verification"
@@ -332,7 +334,8 @@ impl Client {
             return Ok(Remote { size, sha256 });
         }
         Err(Failure::Fatal(anyhow::anyhow!(
-            "HEAD {url}: more than {MAX_REDIRECTS} redirects"
+            "HEAD {}: more than {MAX_REDIRECTS} redirects",
+            shown(&url)
         )))
     }
 
@@ -341,9 +344,9 @@ impl Client {
     fn get(&self, url: &str, from: u64) -> Result<Reply, Failure> {
         let mut url = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
-            let resp = self
-                .send(false, &url, from)
-                .map_err(|e| Failure::Retry(anyhow::Error::new(e).context(format!("GET {url}"))))?;
+            let resp = self.send(false, &url, from).map_err(|e| {
+                Failure::Retry(anyhow::Error::new(e).context(format!("GET {}", shown(&url))))
+            })?;
             if (300..400).contains(&resp.status().as_u16()) {
                 url = next_url(&url, &resp)?;
                 continue;
@@ -351,7 +354,8 @@ impl Client {
             return Ok(Reply { url, resp });
         }
         Err(Failure::Fatal(anyhow::anyhow!(
-            "GET {url}: more than {MAX_REDIRECTS} redirects"
+            "GET {}: more than {MAX_REDIRECTS} redirects",
+            shown(&url)
         )))
     }
 }
@@ -391,12 +395,19 @@ fn origin(url: &str) -> &str {
     &url[..end]
 }
 
+/// A URL as shown in messages: without its query, which for the hub's CDN
+/// is a long, short-lived signature.
+fn shown(url: &str) -> &str {
+    &url[..url.find(['?', '#']).unwrap_or(url.len())]
+}
+
 /// The target of a redirect, resolved against the URL that answered it
 /// (the hub uses both absolute and path-only `Location`s).
 fn next_url(url: &str, resp: &Response<Body>) -> Result<String, Failure> {
     let Some(loc) = header(resp, "location") else {
         return Err(Failure::Fatal(anyhow::anyhow!(
-            "{url} answered {} without a Location header",
+            "{} answered {} without a Location header",
+            shown(url),
             resp.status()
         )));
     };
@@ -434,7 +445,7 @@ fn check_status(
     if status.is_success() {
         return Ok(());
     }
-    let what = format!("{method} {url}: HTTP {status}");
+    let what = format!("{method} {}: HTTP {status}", shown(url));
     let e = match code {
         401 | 403 if had_token => anyhow::anyhow!(
             "{what}: the hub rejected the token; check HF_TOKEN (or --token, or \
@@ -559,34 +570,23 @@ fn download(
 ) -> anyhow::Result<()> {
     let file = args.target.file_name();
     let client = Client::new(endpoint, find_token(args.token.as_deref()));
-    let mut tries = 0u32;
-    // Retries wait 1 s, 2 s, 4 s, ... capped at a minute.
-    let mut backoff = |e: anyhow::Error| -> anyhow::Result<()> {
-        if tries >= args.retries {
-            return Err(e);
-        }
-        let wait = Duration::from_secs(1u64 << tries.min(6));
-        tries += 1;
-        eprintln!(
-            "{e:#}; retrying in {} s ({tries}/{})",
-            wait.as_secs(),
-            args.retries
-        );
-        std::thread::sleep(wait);
-        Ok(())
+    let mut retry = Retry {
+        max: args.retries,
+        tries: 0,
     };
-
     let remote = loop {
         match client.metadata(url, file) {
             Ok(r) => break r,
-            Err(Failure::Retry(e)) => backoff(e)?,
-            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Retry(e)) if retry.wait(&e) => {}
+            Err(Failure::Retry(e) | Failure::Fatal(e)) => return Err(e),
         }
     };
     eprintln!(
-        "Downloading {url}\n  -> {} ({} bytes{})",
+        "Downloading {}\n  -> {} ({} bytes, {:.2} GiB{})",
+        shown(url),
         dest.display(),
         remote.size,
+        remote.size as f64 / (1u64 << 30) as f64,
         if remote.sha256.is_some() {
             ", SHA-256 published"
         } else {
@@ -595,18 +595,54 @@ fn download(
     );
     let mut part_file = Part::open(part, &remote)?;
     loop {
+        let before = part_file.have;
         match fetch(&client, url, file, &remote, &mut part_file) {
             Ok(()) => break,
-            Err(Failure::Retry(e)) => backoff(e.context(format!(
-                "{} kept with {} of {} bytes; rerun the same command to resume",
-                part.display(),
-                part_file.have,
-                remote.size
-            )))?,
+            Err(Failure::Retry(e)) => {
+                // A transfer that got somewhere is not the same failure
+                // again: a long download may survive any number of them.
+                if part_file.have > before {
+                    retry.tries = 0;
+                }
+                if !retry.wait(&e) {
+                    return Err(e.context(format!(
+                        "{} kept with {} of {} bytes; rerun the same command to resume",
+                        part.display(),
+                        part_file.have,
+                        remote.size
+                    )));
+                }
+            }
             Err(Failure::Fatal(e)) => return Err(e),
         }
     }
     finish(part_file, &remote, file, dest)
+}
+
+/// In-run retries of transient failures, waiting 1 s, 2 s, 4 s, ... (at
+/// most a minute) in between.
+struct Retry {
+    max: u32,
+    tries: u32,
+}
+
+impl Retry {
+    /// Reports `e` and sleeps, or says the retries are used up.
+    fn wait(&mut self, e: &anyhow::Error) -> bool {
+        if self.tries >= self.max {
+            return false;
+        }
+        let wait = Duration::from_secs(1u64 << self.tries.min(6));
+        self.tries += 1;
+        eprintln!(
+            "{e:#}; retrying in {} s ({}/{})",
+            wait.as_secs(),
+            self.tries,
+            self.max
+        );
+        std::thread::sleep(wait);
+        true
+    }
 }
 
 /// One GET from where the `.part` file ends to the end of the file.
@@ -623,6 +659,7 @@ fn fetch(
     }
     let from = part.have;
     let Reply { url: src, resp } = client.get(url, from)?;
+    let src = shown(&src);
     match resp.status().as_u16() {
         206 => {
             let range = header(&resp, "content-range").unwrap_or("");
@@ -635,11 +672,10 @@ fn fetch(
                 )
                 .into());
             }
-            if total.is_some_and(|t| t != size) {
+            if let Some(total) = total.filter(|&t| t != size) {
                 return Err(anyhow::anyhow!(
-                    "GET {src}: the file is {} bytes there but the hub said {size}; it may have \
-                     changed since, rerun to start over",
-                    total.unwrap_or(0)
+                    "GET {src}: the file is {total} bytes there but the hub said {size}; it may \
+                     have changed since, rerun to start over"
                 )
                 .into());
             }
@@ -651,10 +687,9 @@ fn fetch(
                 part.restart()?;
             }
             let len = header(&resp, "content-length").and_then(|v| v.parse::<u64>().ok());
-            if len.is_some_and(|l| l != size) {
+            if let Some(len) = len.filter(|&l| l != size) {
                 return Err(anyhow::anyhow!(
-                    "GET {src}: Content-Length {} but the hub said {size} bytes",
-                    len.unwrap_or(0)
+                    "GET {src}: Content-Length {len} but the hub said {size} bytes"
                 )
                 .into());
             }
