@@ -703,7 +703,7 @@ fn fetch(
             .into())
         }
         _ => {
-            check_status(&resp, "GET", &src, file, client.token.is_some())?;
+            check_status(&resp, "GET", src, file, client.token.is_some())?;
             return Err(anyhow::anyhow!("GET {src}: unexpected HTTP {}", resp.status()).into());
         }
     }
