@@ -235,16 +235,21 @@ struct Run {
     stderr: String,
 }
 
-/// Runs `ds4rs pull ARGS --endpoint HUB --dir models` in `cwd` with a
-/// clean environment (no token, no proxy, HOME inside the temp dir), killed
-/// after `DEADLINE`.
+/// Runs `ds4rs pull ARGS --endpoint HUB --dir models` in `cwd`.
 fn pull(cwd: &Path, hub: &Hub, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut all = vec!["pull"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--endpoint", &hub.endpoint, "--dir", "models"]);
+    ds4rs(cwd, &all, env)
+}
+
+/// Runs `ds4rs ARGS` in `cwd` with a clean environment (no token, no
+/// proxy, HOME inside the temp dir) plus `env`, killed after `DEADLINE`.
+fn ds4rs(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = cwd.join("stdout.txt");
     let err = cwd.join("stderr.txt");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ds4rs"));
-    cmd.arg("pull")
-        .args(args)
-        .args(["--endpoint", &hub.endpoint, "--dir", "models"])
+    cmd.args(args)
         .current_dir(cwd)
         .env("HOME", cwd)
         .stdin(Stdio::null())
@@ -275,7 +280,7 @@ fn pull(cwd: &Path, hub: &Hub, args: &[&str], env: &[(&str, &str)]) -> Run {
         if t0.elapsed() > DEADLINE {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("ds4rs pull {args:?} ran past {DEADLINE:?}");
+            panic!("ds4rs {args:?} ran past {DEADLINE:?}");
         }
         thread::sleep(Duration::from_millis(20));
     };
@@ -352,6 +357,27 @@ fn full_download_verifies_and_replaces_an_old_link() {
     assert!(r.ok, "{}", r.stderr);
     assert!(r.stderr.contains("Already downloaded"), "{}", r.stderr);
     assert_eq!(hub.requests().len(), n);
+    assert_linked(cwd);
+}
+
+/// `HF_ENDPOINT` and `DS4_GGUF_DIR` stand in for `--endpoint` and `--dir`,
+/// as in `huggingface_hub` and download_model.sh.
+#[test]
+fn endpoint_and_dir_from_the_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let s = setup(12);
+    let data = s.data.clone();
+    let hub = Hub::start(s);
+    let endpoint = format!("{}/", hub.endpoint);
+
+    let r = ds4rs(
+        cwd,
+        &["pull", "q2-imatrix"],
+        &[("HF_ENDPOINT", &endpoint), ("DS4_GGUF_DIR", "models")],
+    );
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(std::fs::read(dest(cwd)).unwrap(), data);
     assert_linked(cwd);
 }
 

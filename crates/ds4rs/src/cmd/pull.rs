@@ -542,8 +542,8 @@ impl Part {
         if let Err(e) = self.file.write_all(bytes) {
             let ctx = if e.kind() == io::ErrorKind::StorageFull {
                 format!(
-                    "disk full writing {} ({} of {size} bytes there); free {} bytes and rerun \
-                     to resume",
+                    "disk full writing {} after {} of {size} bytes; free at least {} bytes \
+                     there and rerun to resume",
                     self.path.display(),
                     self.have,
                     size - self.have
