@@ -82,7 +82,8 @@ mod tests {
             run(&["STOP"], &["hello S", "T", "OP and more"]),
             ("hello ".into(), true)
         );
-        assert_eq!(run(&["x", "abc"], &["zab", "cx"]), ("zab".into(), true));
+        // The earliest match wins, even when a later one completes first.
+        assert_eq!(run(&["x", "abc"], &["zab", "cx"]), ("z".into(), true));
         assert_eq!(run(&["abc", "b"], &["ab"]), ("a".into(), true));
         assert_eq!(run(&["STOP"], &["no S", "TO", "P?"]), ("no ".into(), true));
     }
