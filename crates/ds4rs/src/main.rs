@@ -29,6 +29,8 @@ enum Command {
     Detokenize(cmd::detokenize::Args),
     /// Render an OpenAI-style conversation into the model's prompt.
     Render(cmd::render::Args),
+    /// Chat with a model: one-shot generation from -p or --prompt-file.
+    Run(cmd::run::Args),
     /// Download one of ds4's published GGUFs and link ./ds4flash.gguf to it.
     Pull(cmd::pull::Args),
 }
@@ -43,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tokenize(a) => cmd::tokenize::run(a),
         Command::Detokenize(a) => cmd::detokenize::run(a),
         Command::Render(a) => cmd::render::run(a),
+        Command::Run(a) => cmd::run::run(a),
         Command::Pull(a) => cmd::pull::run(a),
     }
 }

@@ -7,5 +7,6 @@ pub mod inspect;
 pub mod logits;
 pub mod pull;
 pub mod render;
+pub mod run;
 pub mod synth;
 pub mod tokenize;

@@ -1,0 +1,393 @@
+//! `ds4rs run`: one-shot chat generation from `-p TEXT` or `--prompt-file`
+//! (programs-and-tests.md §1), plus the `--dump-tokens` and
+//! `--dump-logprobs` diagnostics. Generated text goes to stdout, reasoning
+//! apart from the answer (dim on a terminal, tags hidden); progress and the
+//! stats line go to stderr.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use engine::{
+    generate, vocab, Backend, CpuBackend, Event, GenerateOptions, Sampler, SamplerConfig, Session,
+};
+use gguf::GgufFile;
+use serde_json::json;
+use text::dsml;
+use text::render::{render, Message, RenderOptions, Role, Thinking};
+use text::Tokenizer;
+
+/// A prompt starting with this is an already rendered chat (§1.3).
+const BOS: &str = "<｜begin▁of▁sentence｜>";
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum BackendKind {
+    Cpu,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["prompt", "prompt_file"])))]
+pub struct Args {
+    /// GGUF model (`ds4rs pull q2` downloads one).
+    #[arg(short = 'm', long, default_value = "ds4flash.gguf")]
+    pub model: PathBuf,
+    /// The user prompt; text starting with the BOS marker is used as an
+    /// already rendered chat.
+    #[arg(short = 'p', long)]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(long)]
+    pub prompt_file: Option<PathBuf>,
+    /// System text; empty for none.
+    #[arg(long, default_value = "You are a helpful assistant")]
+    pub system: String,
+    /// Most tokens to generate.
+    #[arg(short = 'n', long = "tokens", default_value_t = 50000)]
+    pub tokens: usize,
+    /// Context size of the session.
+    #[arg(short = 'c', long, default_value_t = 32768)]
+    pub ctx: usize,
+    /// Temperature; 0 is greedy.
+    #[arg(long, default_value_t = 1.0)]
+    pub temp: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// 0 is off.
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Keeps tokens with p >= min_p * p_max.
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Sampling seed; default from the clock and the process id.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Answer without reasoning.
+    #[arg(long, conflicts_with = "think_max")]
+    pub nothink: bool,
+    /// Maximum reasoning effort (needs --ctx >= 393216, else normal thinking).
+    #[arg(long)]
+    pub think_max: bool,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendKind,
+    /// Worker threads; default all cores.
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Print the prompt's tokens and exit (no inference).
+    #[arg(long)]
+    pub dump_tokens: bool,
+    /// Greedy continuation with the top alternatives per step, as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub dump_logprobs: Option<PathBuf>,
+    /// Alternatives per step for --dump-logprobs (at most 128).
+    #[arg(long, default_value_t = 20)]
+    pub logprobs_top_k: usize,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let prompt = match (&args.prompt, &args.prompt_file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("--prompt-file: reading {}", f.display()))?,
+        (None, None) => bail!("give -p TEXT or --prompt-file FILE"),
+    };
+    if !args.model.exists() {
+        bail!(
+            "model {} not found. Download DeepSeek V4 Flash with `ds4rs pull q2` \
+             (about 81 GiB), or write a random-weight test model (it prints noise) with \
+             `ds4rs synth --shape flash --layers 2 --out {}`; choose another file with -m",
+            args.model.display(),
+            args.model.display()
+        );
+    }
+    if args.dump_tokens {
+        let file = GgufFile::open(&args.model)
+            .with_context(|| format!("reading {}", args.model.display()))?;
+        let tok = vocab::tokenizer(file.header())
+            .with_context(|| format!("tokenizer of {}", args.model.display()))?;
+        return dump_tokens(&tok, &prompt);
+    }
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .context("--threads: starting the thread pool")?;
+    }
+    let BackendKind::Cpu = args.backend;
+    let backend = Arc::new(
+        CpuBackend::load(&args.model, model::Options::default())
+            .with_context(|| format!("loading {}", args.model.display()))?,
+    );
+    let header = backend.file().header();
+    let tok = vocab::tokenizer(header)
+        .with_context(|| format!("tokenizer of {}", args.model.display()))?;
+    let eos = vocab::eos_id(header).with_context(|| args.model.display().to_string())?;
+
+    let requested = if args.nothink {
+        Thinking::Off
+    } else if args.think_max {
+        Thinking::Max
+    } else {
+        Thinking::High
+    };
+    let options = RenderOptions {
+        thinking: requested,
+        context_size: Some(args.ctx as u64),
+    };
+    let thinking = options.resolved_thinking();
+    if requested == Thinking::Max && thinking != Thinking::Max {
+        eprintln!(
+            "ds4rs: warning: --think-max needs --ctx >= 393216; ctx={} uses normal thinking instead",
+            args.ctx
+        );
+    }
+    let tokens = if prompt.starts_with(BOS) {
+        tok.encode_with_added_tokens(&prompt)
+    } else {
+        let mut messages = Vec::new();
+        if !args.system.is_empty() {
+            messages.push(Message::new(Role::System, args.system.as_str()));
+        }
+        messages.push(Message::new(Role::User, prompt.as_str()));
+        render(&messages, &[], &options)
+            .and_then(|r| r.token_ids(&tok))
+            .context("rendering the prompt")?
+    };
+    if tokens.is_empty() || tokens.len() >= args.ctx {
+        bail!(
+            "prompt of {} tokens is empty or does not fit --ctx {}",
+            tokens.len(),
+            args.ctx
+        );
+    }
+    let mut session = Session::new(backend.clone(), args.ctx);
+    if let Some(out) = &args.dump_logprobs {
+        return dump_logprobs(&mut session, &tok, &tokens, eos, &args, out);
+    }
+    let seed = args.seed.unwrap_or_else(clock_seed);
+    let mut sampler = Sampler::new(SamplerConfig {
+        temperature: args.temp,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        seed,
+    })
+    .context("--temp/--top-k/--top-p/--min-p")?;
+    let opts = GenerateOptions {
+        max_tokens: args.tokens.min(args.ctx - tokens.len() - 1),
+        stop_tokens: vec![eos],
+        stop_strings: Vec::new(),
+        thinking: thinking != Thinking::Off,
+        tools: false,
+        logprobs: 0,
+    };
+    let mut printer = Printer::new();
+    let mut progress = Progress::new();
+    let g = generate(
+        &mut session,
+        &tok,
+        &tokens,
+        &opts,
+        &mut sampler,
+        &mut |done, total| progress.update(done, total),
+        &mut |e| printer.event(e),
+        &AtomicBool::new(false),
+    )
+    .context("generation failed")?;
+    printer.finish();
+    let s = g.stats;
+    eprintln!(
+        "ds4rs: prompt: {} tokens, prefill: {:.2} t/s, generated: {} tokens, generation: {:.2} t/s",
+        s.prompt_tokens,
+        s.prefill_tps(),
+        s.generated_tokens,
+        s.gen_tps()
+    );
+    Ok(())
+}
+
+/// Unreproducible default seed (§0.6): clock and process id.
+fn clock_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// `--dump-tokens` (§1.7.1): the ids, then one line per token.
+fn dump_tokens(tok: &Tokenizer, prompt: &str) -> anyhow::Result<()> {
+    let ids = tok.encode_with_added_tokens(prompt);
+    let mut out = std::io::stdout().lock();
+    let list: Vec<String> = ids.iter().map(u32::to_string).collect();
+    writeln!(out, "[{}]", list.join(", "))?;
+    for &id in &ids {
+        write!(out, "{id:>6}  ")?;
+        out.write_all(tok.token_bytes(id).unwrap_or_default())?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// A token as the logprob dump spells it: text (bytes as Latin-1 when not
+/// UTF-8, so they show as `\u00XX`) and the authoritative bytes.
+fn token_json(tok: &Tokenizer, id: u32) -> serde_json::Value {
+    let bytes = tok.token_bytes(id).unwrap_or_default();
+    let text = match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+    };
+    json!({"id": id, "text": text, "bytes": bytes})
+}
+
+/// `--dump-logprobs` (§1.7.2): greedy steps with the top alternatives.
+fn dump_logprobs<B: Backend>(
+    session: &mut Session<B>,
+    tok: &Tokenizer,
+    prompt: &[u32],
+    eos: u32,
+    args: &Args,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let k = args.logprobs_top_k.min(128);
+    let mut progress = Progress::new();
+    session
+        .prefill(
+            prompt,
+            &mut |d, t| progress.update(d, t),
+            &AtomicBool::new(false),
+        )
+        .context("prompt processing failed")?;
+    let n = args.tokens.min(args.ctx - prompt.len() - 1);
+    let mut steps = Vec::new();
+    for step in 0..n {
+        let logits = session.logits()?;
+        let top = engine::sampler::top_logprobs(logits, k);
+        let id = engine::sampler::argmax(logits);
+        let alts: Vec<_> = top
+            .iter()
+            .map(|&(t, lp)| {
+                json!({"token": token_json(tok, t), "logit": logits[t as usize], "logprob": lp})
+            })
+            .collect();
+        steps.push(json!({"step": step, "selected": token_json(tok, id), "top_logprobs": alts}));
+        if id == eos {
+            break;
+        }
+        session.decode(id).context("decode failed")?;
+    }
+    let doc = json!({
+        "source": "ds4rs",
+        "prompt_tokens": prompt.len(),
+        "ctx": args.ctx,
+        "top_k": k,
+        "steps": steps,
+    });
+    std::fs::write(out, serde_json::to_vec(&doc)?)
+        .with_context(|| format!("--dump-logprobs: writing {}", out.display()))
+}
+
+/// Prefill progress on stderr, shown only once prefill has run a second.
+struct Progress {
+    start: Instant,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            start: Instant::now(),
+            bar: None,
+        }
+    }
+
+    fn update(&mut self, done: usize, total: usize) {
+        if self.bar.is_none() && done < total && self.start.elapsed().as_secs_f64() > 1.0 {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "processing {len} input tokens: {pos}/{len} {wide_bar} {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            self.bar = Some(bar);
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+            if done >= total {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+/// Streams reasoning and answer to stdout: reasoning dim on a terminal,
+/// the answer on a fresh line after it.
+struct Printer {
+    out: std::io::Stdout,
+    tty: bool,
+    in_reasoning: bool,
+    line_open: bool,
+}
+
+impl Printer {
+    fn new() -> Self {
+        let out = std::io::stdout();
+        let tty = out.is_terminal();
+        Printer {
+            out,
+            tty,
+            in_reasoning: false,
+            line_open: false,
+        }
+    }
+
+    fn write(&mut self, s: &str) {
+        if s.is_empty() {
+            return;
+        }
+        // A closed stdout (`| head`) ends the output, not the generation.
+        let _ = self.out.write_all(s.as_bytes());
+        let _ = self.out.flush();
+        self.line_open = !s.ends_with('\n');
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Text(dsml::Event::Reasoning(r)) => {
+                if !self.in_reasoning {
+                    self.in_reasoning = true;
+                    if self.tty {
+                        let _ = self.out.write_all(b"\x1b[90m");
+                    }
+                }
+                self.write(&r);
+            }
+            Event::Text(dsml::Event::Content(c)) => {
+                self.end_reasoning();
+                self.write(&c);
+            }
+            _ => {}
+        }
+    }
+
+    fn end_reasoning(&mut self) {
+        if self.in_reasoning {
+            self.in_reasoning = false;
+            if self.tty {
+                let _ = self.out.write_all(b"\x1b[0m");
+            }
+            if self.line_open {
+                self.write("\n");
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.end_reasoning();
+        if self.line_open {
+            self.write("\n");
+        }
+    }
+}
