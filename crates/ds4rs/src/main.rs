@@ -31,6 +31,9 @@ enum Command {
     Render(cmd::render::Args),
     /// Chat with a model: one-shot generation from -p or --prompt-file.
     Run(cmd::run::Args),
+    /// Check every GPU kernel against the CPU reference on this machine's GPU.
+    #[cfg(feature = "cuda")]
+    Selftest(cmd::selftest::Args),
     /// Download one of ds4's published GGUFs and link ./ds4flash.gguf to it.
     Pull(cmd::pull::Args),
 }
@@ -46,6 +49,8 @@ fn main() -> anyhow::Result<()> {
         Command::Detokenize(a) => cmd::detokenize::run(a),
         Command::Render(a) => cmd::render::run(a),
         Command::Run(a) => cmd::run::run(a),
+        #[cfg(feature = "cuda")]
+        Command::Selftest(a) => cmd::selftest::run(a),
         Command::Pull(a) => cmd::pull::run(a),
     }
 }

@@ -8,5 +8,7 @@ pub mod logits;
 pub mod pull;
 pub mod render;
 pub mod run;
+#[cfg(feature = "cuda")]
+pub mod selftest;
 pub mod synth;
 pub mod tokenize;

@@ -1,0 +1,168 @@
+//! Device checks of every kernel against the CPU definition, on random
+//! inputs at Flash dimensions and at odd sizes. Run on a GPU machine by
+//! `ds4rs selftest` (the GPU machine has no Rust toolchain, so these are not
+//! `cargo test`s).
+
+use gguf::quant::{self, ActQ8_0};
+use gguf::GgmlType;
+
+use crate::error::Result;
+use crate::ops::Gpu;
+
+/// One comparison's outcome.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: String,
+    /// Largest |gpu - cpu| divided by its allowed bound (≤ 1 passes).
+    pub worst: f64,
+    pub pass: bool,
+}
+
+/// xorshift64*: reproducible inputs without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    fn normalish(&mut self) -> f32 {
+        (self.unit() + self.unit() + self.unit()) * 0.8
+    }
+}
+
+fn random_q8_0(rng: &mut Rng, rows: usize, cols: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows * cols / 32 * 34);
+    for _ in 0..rows * cols / 32 {
+        let d = 1e-3 + 0.05 * (rng.unit() + 1.0);
+        out.extend_from_slice(&quant::f32_to_f16(d).to_le_bytes());
+        out.extend((0..32).map(|_| rng.next() as u8));
+    }
+    out
+}
+
+fn random_f16(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n)
+        .flat_map(|_| quant::f32_to_f16(rng.normalish() * 0.05).to_le_bytes())
+        .collect()
+}
+
+/// `max_i |a_i - b_i| / bound_i`.
+fn worst_ratio(a: &[f32], b: &[f32], bound: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .zip(bound)
+        .map(|((x, y), m)| f64::from((x - y).abs()) / m)
+        .fold(0.0, f64::max)
+}
+
+/// Σ_i |w_i x_i| per row, times the relative tolerance: what summation
+/// order alone can change.
+fn order_bound(w: &[f32], x: &[f32], rows: usize, rel: f64) -> Vec<f64> {
+    let cols = x.len();
+    (0..rows)
+        .map(|r| {
+            let s: f64 = w[r * cols..(r + 1) * cols]
+                .iter()
+                .zip(x)
+                .map(|(a, b)| f64::from(a.abs()) * f64::from(b.abs()))
+                .sum();
+            s * rel + 1e-30
+        })
+        .collect()
+}
+
+fn check_q8_0(gpu: &Gpu, rng: &mut Rng, rows: usize, cols: usize) -> Result<Vec<Check>> {
+    let w = random_q8_0(rng, rows, cols);
+    let x: Vec<f32> = (0..cols).map(|_| rng.normalish() * 3.0).collect();
+    let act = ActQ8_0::quantize(&x);
+    let mut cpu = vec![0f32; rows];
+    quant::matvec(GgmlType::Q8_0, &w, rows, cols, &act, &mut cpu).expect("CPU matvec");
+
+    let s = &gpu.stream;
+    let dx = s.clone_htod(&x)?;
+    let dact = gpu.quantize_q8_0_act(&dx)?;
+    let qs = s.clone_dtoh(&dact.qs)?;
+    let scales = s.clone_dtoh(&dact.scales)?;
+    let same_codes = qs[..cols] == *act.qs()
+        && scales
+            .iter()
+            .zip(act.scales())
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+    let dw = s.clone_htod(&w)?;
+    let mut dy = s.alloc_zeros::<f32>(rows)?;
+    gpu.matvec_q8_0(&dw, rows, cols, &dact, &mut dy)?;
+    let got = s.clone_dtoh(&dy)?;
+
+    let mut wf = vec![0f32; rows * cols];
+    quant::dequantize(GgmlType::Q8_0, &w, &mut wf).expect("CPU dequantize");
+    let worst = worst_ratio(&got, &cpu, &order_bound(&wf, &act.dequantize(), rows, 1e-5));
+    Ok(vec![
+        Check {
+            name: format!("quantize_q8_0_act n={cols} (codes and scales bit-exact)"),
+            worst: if same_codes { 0.0 } else { f64::INFINITY },
+            pass: same_codes,
+        },
+        Check {
+            name: format!("matvec_q8_0 {rows}x{cols}"),
+            worst,
+            pass: worst <= 1.0,
+        },
+    ])
+}
+
+fn check_f16(gpu: &Gpu, rng: &mut Rng, rows: usize, cols: usize) -> Result<Check> {
+    let w = random_f16(rng, rows * cols);
+    let x: Vec<f32> = (0..cols).map(|_| rng.normalish()).collect();
+    let mut wf = vec![0f32; rows * cols];
+    quant::dequantize(GgmlType::F16, &w, &mut wf).expect("CPU dequantize");
+    let cpu: Vec<f32> = (0..rows)
+        .map(|r| {
+            let mut acc = 0f32;
+            for (a, b) in wf[r * cols..(r + 1) * cols].iter().zip(&x) {
+                acc += a * b;
+            }
+            acc
+        })
+        .collect();
+    let s = &gpu.stream;
+    let (dw, dx) = (s.clone_htod(&w)?, s.clone_htod(&x)?);
+    let mut dy = s.alloc_zeros::<f32>(rows)?;
+    gpu.matvec_f16(&dw, rows, cols, &dx, &mut dy)?;
+    let got = s.clone_dtoh(&dy)?;
+    let worst = worst_ratio(&got, &cpu, &order_bound(&wf, &x, rows, 1e-5));
+    Ok(Check {
+        name: format!("matvec_f16 {rows}x{cols}"),
+        worst,
+        pass: worst <= 1.0,
+    })
+}
+
+/// Runs every check; the shapes are Flash's (attention and shared-expert
+/// projections, HC mix, router) and odd ones.
+pub fn run(gpu: &Gpu) -> Result<Vec<Check>> {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut out = Vec::new();
+    for (rows, cols) in [
+        (1024, 4096),
+        (512, 4096),
+        (4096, 8192),
+        (2048, 4096),
+        (7, 96),
+        (1, 32),
+    ] {
+        out.extend(check_q8_0(gpu, &mut rng, rows, cols)?);
+    }
+    for (rows, cols) in [(24, 16384), (256, 4096), (1024, 4096), (5, 33), (3, 1)] {
+        out.push(check_f16(gpu, &mut rng, rows, cols)?);
+    }
+    Ok(out)
+}
