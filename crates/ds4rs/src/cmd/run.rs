@@ -1,24 +1,27 @@
-//! `ds4rs run`: one-shot chat generation from `-p TEXT` or `--prompt-file`
-//! (programs-and-tests.md §1), plus the `--dump-tokens` and
-//! `--dump-logprobs` diagnostics. Generated text goes to stdout, reasoning
+//! `ds4rs run`: one-shot chat generation from `-p TEXT` or `--prompt-file`,
+//! the interactive REPL without a prompt (programs-and-tests.md §1), plus
+//! the `--dump-tokens` and `--dump-logprobs` diagnostics. Generated text goes to stdout, reasoning
 //! apart from the answer (dim on a terminal, tags hidden); progress and the
 //! stats line go to stderr.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{bail, Context};
 use engine::{
-    generate, vocab, Backend, CpuBackend, Event, GenerateOptions, Sampler, SamplerConfig, Session,
+    generate, vocab, Backend, CpuBackend, GenerateOptions, Sampler, SamplerConfig, Session,
 };
 use gguf::GgufFile;
 use serde_json::json;
-use text::dsml;
 use text::render::{render, Message, RenderOptions, Role, Thinking};
 use text::Tokenizer;
+
+mod output;
+mod repl;
+
+use output::{print_stats, Printer, Progress};
 
 /// A prompt starting with this is an already rendered chat (§1.3).
 const BOS: &str = "<｜begin▁of▁sentence｜>";
@@ -29,14 +32,13 @@ pub enum BackendKind {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["prompt", "prompt_file"])))]
 pub struct Args {
     /// GGUF model (`ds4rs pull q2` downloads one).
     #[arg(short = 'm', long, default_value = "ds4flash.gguf")]
     pub model: PathBuf,
-    /// The user prompt; text starting with the BOS marker is used as an
-    /// already rendered chat.
-    #[arg(short = 'p', long)]
+    /// The user prompt (one-shot; without a prompt, interactive chat). Text
+    /// starting with the BOS marker is used as an already rendered chat.
+    #[arg(short = 'p', long, conflicts_with = "prompt_file")]
     pub prompt: Option<String>,
     /// Read the prompt from a file.
     #[arg(long)]
@@ -88,10 +90,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let prompt = match (&args.prompt, &args.prompt_file) {
-        (Some(p), _) => p.clone(),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .with_context(|| format!("--prompt-file: reading {}", f.display()))?,
-        (None, None) => bail!("give -p TEXT or --prompt-file FILE"),
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("--prompt-file: reading {}", f.display()))?,
+        ),
+        (None, None) => None,
     };
     if !args.model.exists() {
         bail!(
@@ -103,11 +107,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     if args.dump_tokens {
+        let Some(prompt) = &prompt else {
+            bail!("--dump-tokens requires -p or --prompt-file");
+        };
         let file = GgufFile::open(&args.model)
             .with_context(|| format!("reading {}", args.model.display()))?;
         let tok = vocab::tokenizer(file.header())
             .with_context(|| format!("tokenizer of {}", args.model.display()))?;
-        return dump_tokens(&tok, &prompt);
+        return dump_tokens(&tok, prompt);
     }
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new()
@@ -124,7 +131,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let tok = vocab::tokenizer(header)
         .with_context(|| format!("tokenizer of {}", args.model.display()))?;
     let eos = vocab::eos_id(header).with_context(|| args.model.display().to_string())?;
-
     let requested = if args.nothink {
         Thinking::Off
     } else if args.think_max {
@@ -132,16 +138,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Thinking::High
     };
+    let sampler = SamplerConfig {
+        temperature: args.temp,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        seed: args.seed.unwrap_or_else(clock_seed),
+    };
+    sampler
+        .validate()
+        .context("--temp/--top-k/--top-p/--min-p")?;
+    let Some(prompt) = prompt else {
+        if args.dump_logprobs.is_some() {
+            bail!("--dump-logprobs requires -p or --prompt-file");
+        }
+        return repl::Repl::new(backend, tok, eos, &args, requested, sampler)?.run();
+    };
+
     let options = RenderOptions {
         thinking: requested,
         context_size: Some(args.ctx as u64),
     };
     let thinking = options.resolved_thinking();
     if requested == Thinking::Max && thinking != Thinking::Max {
-        eprintln!(
-            "ds4rs: warning: --think-max needs --ctx >= 393216; ctx={} uses normal thinking instead",
-            args.ctx
-        );
+        warn_think_max(args.ctx);
     }
     let tokens = if prompt.starts_with(BOS) {
         tok.encode_with_added_tokens(&prompt)
@@ -166,15 +186,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(out) = &args.dump_logprobs {
         return dump_logprobs(&mut session, &tok, &tokens, eos, &args, out);
     }
-    let seed = args.seed.unwrap_or_else(clock_seed);
-    let mut sampler = Sampler::new(SamplerConfig {
-        temperature: args.temp,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        min_p: args.min_p,
-        seed,
-    })
-    .context("--temp/--top-k/--top-p/--min-p")?;
     let opts = GenerateOptions {
         max_tokens: args.tokens.min(args.ctx - tokens.len() - 1),
         stop_tokens: vec![eos],
@@ -190,22 +201,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &tok,
         &tokens,
         &opts,
-        &mut sampler,
+        &mut Sampler::new(sampler)?,
         &mut |done, total| progress.update(done, total),
         &mut |e| printer.event(e),
         &AtomicBool::new(false),
     )
     .context("generation failed")?;
     printer.finish();
-    let s = g.stats;
-    eprintln!(
-        "ds4rs: prompt: {} tokens, prefill: {:.2} t/s, generated: {} tokens, generation: {:.2} t/s",
-        s.prompt_tokens,
-        s.prefill_tps(),
-        s.generated_tokens,
-        s.gen_tps()
-    );
+    print_stats(&g.stats);
     Ok(())
+}
+
+/// The downgrade warning of programs-and-tests.md §1.2.
+fn warn_think_max(ctx: usize) {
+    eprintln!(
+        "ds4rs: warning: --think-max needs --ctx >= {}; ctx={ctx} uses normal thinking instead",
+        text::render::THINK_MAX_MIN_CONTEXT
+    );
 }
 
 /// Unreproducible default seed (§0.6): clock and process id.
@@ -286,108 +298,4 @@ fn dump_logprobs<B: Backend>(
     });
     std::fs::write(out, serde_json::to_vec(&doc)?)
         .with_context(|| format!("--dump-logprobs: writing {}", out.display()))
-}
-
-/// Prefill progress on stderr, shown only once prefill has run a second.
-struct Progress {
-    start: Instant,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Progress {
-            start: Instant::now(),
-            bar: None,
-        }
-    }
-
-    fn update(&mut self, done: usize, total: usize) {
-        if self.bar.is_none() && done < total && self.start.elapsed().as_secs_f64() > 1.0 {
-            let bar = indicatif::ProgressBar::new(total as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "processing {len} input tokens: {pos}/{len} {wide_bar} {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            self.bar = Some(bar);
-        }
-        if let Some(bar) = &self.bar {
-            bar.set_position(done as u64);
-            if done >= total {
-                bar.finish_and_clear();
-            }
-        }
-    }
-}
-
-/// Streams reasoning and answer to stdout: reasoning dim on a terminal,
-/// the answer on a fresh line after it.
-struct Printer {
-    out: std::io::Stdout,
-    tty: bool,
-    in_reasoning: bool,
-    line_open: bool,
-}
-
-impl Printer {
-    fn new() -> Self {
-        let out = std::io::stdout();
-        let tty = out.is_terminal();
-        Printer {
-            out,
-            tty,
-            in_reasoning: false,
-            line_open: false,
-        }
-    }
-
-    fn write(&mut self, s: &str) {
-        if s.is_empty() {
-            return;
-        }
-        // A closed stdout (`| head`) ends the output, not the generation.
-        let _ = self.out.write_all(s.as_bytes());
-        let _ = self.out.flush();
-        self.line_open = !s.ends_with('\n');
-    }
-
-    fn event(&mut self, e: Event) {
-        match e {
-            Event::Text(dsml::Event::Reasoning(r)) => {
-                if !self.in_reasoning {
-                    self.in_reasoning = true;
-                    if self.tty {
-                        let _ = self.out.write_all(b"\x1b[90m");
-                    }
-                }
-                self.write(&r);
-            }
-            Event::Text(dsml::Event::Content(c)) => {
-                self.end_reasoning();
-                self.write(&c);
-            }
-            _ => {}
-        }
-    }
-
-    fn end_reasoning(&mut self) {
-        if self.in_reasoning {
-            self.in_reasoning = false;
-            if self.tty {
-                let _ = self.out.write_all(b"\x1b[0m");
-            }
-            if self.line_open {
-                self.write("\n");
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        self.end_reasoning();
-        if self.line_open {
-            self.write("\n");
-        }
-    }
 }
