@@ -54,9 +54,6 @@ pub struct Session<B: Backend> {
     max_anchors: usize,
 }
 
-/// Never-set cancel flag for internal re-prefills.
-static NEVER: AtomicBool = AtomicBool::new(false);
-
 impl<B: Backend> Session<B> {
     pub fn new(backend: Arc<B>, ctx: usize) -> Self {
         let state = backend.new_state(ctx);
@@ -170,8 +167,15 @@ impl<B: Backend> Session<B> {
     }
 
     /// Keeps the first `n` tokens: restores the newest anchor at or before
-    /// `n` and re-prefills the rest (module docs say why).
-    pub fn rewind(&mut self, n: usize, progress: &mut dyn FnMut(usize, usize)) -> Result<()> {
+    /// `n` and re-prefills the rest (module docs say why). Returns the
+    /// tokens re-evaluated; with `cancel` set the session stops consistent
+    /// at a shorter prefix.
+    pub fn rewind(
+        &mut self,
+        n: usize,
+        progress: &mut dyn FnMut(usize, usize),
+        cancel: &AtomicBool,
+    ) -> Result<usize> {
         if n > self.tokens.len() {
             return Err(EngineError::RewindPastEnd {
                 target: n,
@@ -179,7 +183,7 @@ impl<B: Backend> Session<B> {
             });
         }
         if n == self.tokens.len() {
-            return Ok(());
+            return Ok(0);
         }
         let tokens = std::mem::take(&mut self.tokens);
         self.anchors.retain(|a| a.tokens.len() <= n);
@@ -195,13 +199,14 @@ impl<B: Backend> Session<B> {
             }
         }
         let from = self.tokens.len();
-        self.prefill(&tokens[from..n], progress, &NEVER)?;
-        Ok(())
+        self.prefill(&tokens[from..n], progress, cancel)
     }
 
     /// Brings the session to `prompt`: keeps the common prefix (rewinding
     /// when the session went past it) and prefills the rest, as ds4's
-    /// `sync` does but without discarding a reusable prefix.
+    /// `sync` does but without discarding a reusable prefix. Returns the
+    /// tokens evaluated, re-evaluations of a rewind included; the session
+    /// holds all of `prompt` unless `cancel` was set.
     pub fn sync(
         &mut self,
         prompt: &[u32],
@@ -223,8 +228,11 @@ impl<B: Backend> Session<B> {
         // Logits come from evaluating at least one token: a prompt that is
         // exactly the session re-evaluates its last token.
         let keep = common.min(prompt.len() - 1);
-        self.rewind(keep, &mut |_, _| {})?;
-        self.prefill(&prompt[keep..], progress, cancel)
+        let redone = self.rewind(keep, progress, cancel)?;
+        if self.tokens.len() < keep {
+            return Ok(redone);
+        }
+        Ok(redone + self.prefill(&prompt[keep..], progress, cancel)?)
     }
 
     /// Replaces the session content with `image`-derived state (snapshots).

@@ -22,6 +22,10 @@
 //! Loading checks every field before touching the session: a truncated file,
 //! trailing bytes, a wrong checksum, a foreign model, shapes or counts that
 //! do not follow from the header are errors naming the field at fault.
+//! Beyond ds4's checks (attention.md §15.2) the row counts must equal
+//! `⌊T/ratio⌋`. Unlike ds4, `prefill_cap` need not match the loader's chunk:
+//! the CPU forward gives identical state under any chunking, so it is
+//! recorded (the writer's chunk) and only required to be non-zero.
 
 use std::path::Path;
 

@@ -100,7 +100,17 @@ fn checkpoint_restore_and_rewind_are_bit_identical() {
 
         // Rewind behind the last anchor and in front of it.
         for target in [80, 50, 17] {
-            s.rewind(target, &mut |_, _| {}).unwrap();
+            let redone = s.rewind(target, &mut |_, _| {}, &NO).unwrap();
+            // From the newest anchor at or before the target, else from 0.
+            let anchor = match (anchors, target) {
+                (3, 80) | (3, 50) => 40,
+                _ => 0,
+            };
+            assert_eq!(
+                redone,
+                target - anchor,
+                "anchors {anchors}, rewind {target}"
+            );
             assert_eq!(s.tokens(), &toks[..target]);
             assert_eq!(
                 bits(s.logits().unwrap()),
@@ -125,13 +135,15 @@ fn checkpoint_restore_and_rewind_are_bit_identical() {
         fresh.prefill(&other, &mut |_, _| {}, &NO).unwrap();
         assert_eq!(bits(s.logits().unwrap()), bits(fresh.logits().unwrap()));
         assert_eq!(s.sync(&other, &mut |_, _| {}, &NO).unwrap(), 0);
+        // Back to the common prefix of 55 (from the anchor at 17 when three
+        // are kept, else from 0), then the 5 diverging tokens.
         let fed = s.sync(&toks[..60], &mut |_, _| {}, &NO).unwrap();
-        assert_eq!(fed, 5, "only the diverging suffix is evaluated");
+        assert_eq!(fed, if anchors == 3 { 55 - 17 + 5 } else { 60 });
         assert_eq!(bits(s.logits().unwrap()), want[59]);
     }
     let mut s = session_at(&b, &toks[..10], ctx);
     assert!(matches!(
-        s.rewind(11, &mut |_, _| {}),
+        s.rewind(11, &mut |_, _| {}, &NO),
         Err(EngineError::RewindPastEnd {
             target: 11,
             len: 10
