@@ -89,3 +89,179 @@ extern "C" __global__ void matvec_f16(const uint16_t *w, int rows, int cols, con
     acc = warp_sum(acc);
     if (lane == 0) y[row] = acc;
 }
+
+// The Q8_K activation block (gguf-and-quants.md §3.6), the layout of
+// gguf::quant::BlockQ8K (#[repr(C)], 292 bytes).
+struct block_q8_K {
+    float d;
+    int8_t qs[256];
+    int16_t bsums[16];
+};
+
+__device__ __forceinline__ uint32_t u32_at(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+// Q8_K activation quantization (§5.1): one warp per 256-value block, lane l
+// holding values 8l..8l+7. The scale comes from the FIRST element of largest
+// magnitude (ties go to the lower index, as the CPU's scan leaves them), so
+// codes, bsums and d equal the CPU's bit for bit.
+extern "C" __global__ void quantize_q8_k(const float *x, int nblocks, block_q8_K *y) {
+    int block = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
+    if (block >= nblocks) return;
+    const float *xb = x + (size_t)block * 256;
+    float v[8];
+    float best = -1.0f;
+    int best_i = 0;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        v[k] = xb[8 * lane + k];
+        if (fabsf(v[k]) > best) {
+            best = fabsf(v[k]);
+            best_i = 8 * lane + k;
+        }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float ob = __shfl_xor_sync(0xffffffffu, best, o);
+        int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+        if (ob > best || (ob == best && oi < best_i)) {
+            best = ob;
+            best_i = oi;
+        }
+    }
+    block_q8_K *out = y + block;
+    if (best == 0.0f) {
+#pragma unroll
+        for (int k = 0; k < 8; k++) out->qs[8 * lane + k] = 0;
+        if (lane < 16) out->bsums[lane] = 0;
+        if (lane == 0) out->d = 0.0f;
+        return;
+    }
+    float mx = xb[best_i];
+    float iscale = __fdiv_rn(-127.0f, mx);
+    int sum = 0;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        int q = max(-128, min(127, __float2int_rn(__fmul_rn(iscale, v[k]))));
+        out->qs[8 * lane + k] = (int8_t)q;
+        sum += q;
+    }
+    // bsums cover 16 values: two lanes each.
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    if ((lane & 1) == 0) out->bsums[lane / 2] = (int16_t)sum;
+    if (lane == 0) out->d = __fdiv_rn(1.0f, iscale);
+}
+
+// Q2_K x Q8_K (§5.4), one warp per row, lanes over 256-blocks; each block's
+// float term is (dall*isum - dmin*summs) exactly as the CPU forms it.
+extern "C" __global__ void matvec_q2_k(const uint8_t *w, int rows, int cols, const block_q8_K *y,
+                                       float *out) {
+    int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
+    if (row >= rows) return;
+    int nb = cols / 256;
+    const uint8_t *r = w + (size_t)row * nb * 84;
+    float acc = 0.0f;
+    for (int b = lane; b < nb; b += WARP) {
+        const uint8_t *x = r + (size_t)b * 84;
+        const block_q8_K *a = y + b;
+        const uint8_t *scales = x;
+        const uint8_t *qs = x + 16;
+        int summs = 0;
+        for (int j = 0; j < 16; j++) summs += (int)a->bsums[j] * (int)(scales[j] >> 4);
+        int isum = 0;
+        for (int s = 0; s < 16; s++) {
+            int h = s / 8, j = (s % 8) / 2, half = s % 2;
+            int sub = 0;
+            for (int l = 0; l < 16; l++) {
+                int q = (qs[32 * h + 16 * half + l] >> (2 * j)) & 3;
+                sub += q * (int)a->qs[128 * h + 32 * j + 16 * half + l];
+            }
+            isum += (int)(scales[s] & 15) * sub;
+        }
+        float dall = __fmul_rn(a->d, f16_at(x + 80));
+        float dmin = __fmul_rn(a->d, f16_at(x + 82));
+        acc = __fadd_rn(acc, __fsub_rn(__fmul_rn(dall, (float)isum), __fmul_rn(dmin, (float)summs)));
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) out[row] = acc;
+}
+
+// Q4_K x Q8_K (§5.5), same structure.
+extern "C" __global__ void matvec_q4_k(const uint8_t *w, int rows, int cols, const block_q8_K *y,
+                                       float *out) {
+    int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
+    if (row >= rows) return;
+    int nb = cols / 256;
+    const uint8_t *r = w + (size_t)row * nb * 144;
+    float acc = 0.0f;
+    for (int b = lane; b < nb; b += WARP) {
+        const uint8_t *x = r + (size_t)b * 144;
+        const block_q8_K *a = y + b;
+        const uint8_t *S = x + 4;
+        const uint8_t *qs = x + 16;
+        int summs = 0, isum = 0;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            if (j < 4) {
+                sc = S[j] & 63;
+                m = S[j + 4] & 63;
+            } else {
+                sc = (S[j + 4] & 15) | ((S[j - 4] >> 6) << 4);
+                m = (S[j + 4] >> 4) | ((S[j] >> 6) << 4);
+            }
+            summs += m * ((int)a->bsums[2 * j] + (int)a->bsums[2 * j + 1]);
+            const uint8_t *q = qs + 32 * (j / 2);
+            int shift = 4 * (j % 2);
+            int sub = 0;
+            for (int i = 0; i < 32; i++) sub += ((q[i] >> shift) & 15) * (int)a->qs[32 * j + i];
+            isum += sc * sub;
+        }
+        float d = __fmul_rn(a->d, f16_at(x));
+        float dmin = __fmul_rn(a->d, f16_at(x + 2));
+        acc = __fadd_rn(acc, __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dmin, (float)summs)));
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) out[row] = acc;
+}
+
+// IQ2_XXS x Q8_K (§5.6 scalar structure): integer bsum per block, one float
+// term d*bsum per block, the 1/8 applied once at the end. `grid` (256 u64)
+// and `ksigns` (128 bytes) are gguf::quant::tables, uploaded at start.
+extern "C" __global__ void matvec_iq2_xxs(const uint8_t *w, int rows, int cols, const block_q8_K *y,
+                                          const uint64_t *grid, const uint8_t *ksigns, float *out) {
+    int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
+    if (row >= rows) return;
+    int nb = cols / 256;
+    const uint8_t *r = w + (size_t)row * nb * 66;
+    float acc = 0.0f;
+    for (int b = lane; b < nb; b += WARP) {
+        const uint8_t *x = r + (size_t)b * 66;
+        const block_q8_K *a = y + b;
+        float d = __fmul_rn(f16_at(x), a->d);
+        int bsum = 0;
+        for (int g = 0; g < 8; g++) {
+            uint32_t A = u32_at(x + 2 + 8 * g);
+            uint32_t B = u32_at(x + 6 + 8 * g);
+            int ls = 2 * (int)(B >> 28) + 1;
+            int sumi = 0;
+            for (int i = 0; i < 4; i++) {
+                uint64_t gr = grid[(A >> (8 * i)) & 0xFF];
+                uint8_t signs = ksigns[(B >> (7 * i)) & 127];
+                for (int j = 0; j < 8; j++) {
+                    int gv = (int)((gr >> (8 * j)) & 0xFF);
+                    int v = (signs >> j) & 1 ? -gv : gv;
+                    sumi += v * (int)a->qs[32 * g + 8 * i + j];
+                }
+            }
+            bsum += sumi * ls;
+        }
+        acc = __fadd_rn(acc, __fmul_rn(d, (float)bsum));
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) out[row] = __fmul_rn(0.125f, acc);
+}

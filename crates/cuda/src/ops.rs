@@ -10,6 +10,9 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
+use gguf::quant::tables;
+use gguf::GgmlType;
+
 use crate::error::{CudaError, Result};
 use crate::FATBIN;
 
@@ -37,7 +40,18 @@ fn warp_grid(items: usize) -> LaunchConfig {
 }
 
 /// The kernels `Gpu::new` loads, by their `extern "C"` names.
-pub const KERNELS: [&str; 3] = ["quantize_q8_0_act", "matvec_q8_0", "matvec_f16"];
+pub const KERNELS: [&str; 7] = [
+    "quantize_q8_0_act",
+    "matvec_q8_0",
+    "matvec_f16",
+    "quantize_q8_k",
+    "matvec_q2_k",
+    "matvec_q4_k",
+    "matvec_iq2_xxs",
+];
+
+/// Bytes of one Q8_K activation block (`gguf::quant::BlockQ8K`).
+const Q8K_BYTES: usize = 292;
 
 /// One GPU with the ds4rs kernels loaded.
 pub struct Gpu {
@@ -46,6 +60,20 @@ pub struct Gpu {
     quantize_q8_0_act: CudaFunction,
     matvec_q8_0: CudaFunction,
     matvec_f16: CudaFunction,
+    quantize_q8_k: CudaFunction,
+    matvec_q2_k: CudaFunction,
+    matvec_q4_k: CudaFunction,
+    matvec_iq2_xxs: CudaFunction,
+    /// IQ2_XXS decoding tables (gguf::quant::tables), uploaded once.
+    iq2_grid: CudaSlice<u64>,
+    ksigns: CudaSlice<u8>,
+}
+
+/// A Q8_K-quantized activation on the device: `blocks` blocks of 256
+/// values in `gguf::quant::BlockQ8K`'s byte layout.
+pub struct DeviceActQ8K {
+    pub blocks: usize,
+    pub data: CudaSlice<u8>,
 }
 
 /// A Q8_0-quantized activation on the device: int8 codes and f32 scales
@@ -66,13 +94,21 @@ impl Gpu {
         let ctx = CudaContext::new(ordinal)?;
         let name = ctx.name()?;
         let module = ctx.load_module(Ptx::from_binary(FATBIN.to_vec()))?;
-        let [quantize_q8_0_act, matvec_q8_0, matvec_f16] = KERNELS.map(|k| module.load_function(k));
+        let [quantize_q8_0_act, matvec_q8_0, matvec_f16, quantize_q8_k, matvec_q2_k, matvec_q4_k, matvec_iq2_xxs] =
+            KERNELS.map(|k| module.load_function(k));
+        let stream = ctx.default_stream();
         Ok(Gpu {
-            stream: ctx.default_stream(),
+            iq2_grid: stream.clone_htod(&tables::IQ2XXS_GRID)?,
+            ksigns: stream.clone_htod(&tables::KSIGNS)?,
+            stream,
             name,
             quantize_q8_0_act: quantize_q8_0_act?,
             matvec_q8_0: matvec_q8_0?,
             matvec_f16: matvec_f16?,
+            quantize_q8_k: quantize_q8_k?,
+            matvec_q2_k: matvec_q2_k?,
+            matvec_q4_k: matvec_q4_k?,
+            matvec_iq2_xxs: matvec_iq2_xxs?,
         })
     }
 
@@ -164,6 +200,83 @@ impl Gpu {
         b.arg(w).arg(&r).arg(&c).arg(x).arg(y);
         // SAFETY: matvec_f16(const uint16_t*, int, int, const float*, float*);
         // the byte buffer holds rows*cols halves, checked above.
+        unsafe { b.launch(warp_grid(rows)) }?;
+        Ok(())
+    }
+
+    /// Q8_K activation of `x` (a whole number of 256-value blocks).
+    pub fn quantize_q8_k(&self, x: &CudaSlice<f32>) -> Result<DeviceActQ8K> {
+        let n = x.len();
+        shape(
+            "Q8_K input",
+            n.is_multiple_of(256),
+            "a multiple of 256".into(),
+            n.to_string(),
+        )?;
+        let blocks = n / 256;
+        let mut data = self.stream.alloc_zeros::<u8>(blocks * Q8K_BYTES)?;
+        let nb = blocks as i32;
+        let mut b = self.stream.launch_builder(&self.quantize_q8_k);
+        b.arg(x).arg(&nb).arg(&mut data);
+        // SAFETY: quantize_q8_k(const float*, int, block_q8_K*); data holds
+        // `blocks` 292-byte blocks, x holds 256 values per block.
+        unsafe { b.launch(warp_grid(blocks)) }?;
+        Ok(DeviceActQ8K { blocks, data })
+    }
+
+    /// `y = W x` for routed-expert weights (Q2_K, Q4_K or IQ2_XXS) of
+    /// `rows x cols` and a Q8_K activation.
+    pub fn matvec_kquant(
+        &self,
+        ty: GgmlType,
+        w: &CudaSlice<u8>,
+        rows: usize,
+        cols: usize,
+        x: &DeviceActQ8K,
+        y: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let f = match ty {
+            GgmlType::Q2K => &self.matvec_q2_k,
+            GgmlType::Q4K => &self.matvec_q4_k,
+            GgmlType::Iq2Xxs => &self.matvec_iq2_xxs,
+            _ => {
+                return Err(CudaError::Shape {
+                    what: "K-quant weight type",
+                    expected: "Q2_K, Q4_K or IQ2_XXS".into(),
+                    got: ty.name().into(),
+                })
+            }
+        };
+        let nb = cols / 256;
+        shape(
+            "K-quant columns",
+            cols.is_multiple_of(256) && x.blocks == nb,
+            format!("{} (x blocks * 256)", x.blocks * 256),
+            cols.to_string(),
+        )?;
+        let want = rows * nb * ty.block_bytes();
+        shape(
+            "K-quant weight bytes",
+            w.len() == want,
+            want.to_string(),
+            w.len().to_string(),
+        )?;
+        shape(
+            "output rows",
+            y.len() == rows,
+            rows.to_string(),
+            y.len().to_string(),
+        )?;
+        let (r, c) = (rows as i32, cols as i32);
+        let mut b = self.stream.launch_builder(f);
+        b.arg(w).arg(&r).arg(&c).arg(&x.data);
+        if ty == GgmlType::Iq2Xxs {
+            b.arg(&self.iq2_grid).arg(&self.ksigns);
+        }
+        b.arg(y);
+        // SAFETY: matvec_{q2_k,q4_k}(const uint8_t*, int, int, const
+        // block_q8_K*, float*) and matvec_iq2_xxs(..., const uint64_t*,
+        // const uint8_t*, float*); sizes checked above.
         unsafe { b.launch(warp_grid(rows)) }?;
         Ok(())
     }

@@ -146,8 +146,81 @@ fn check_f16(gpu: &Gpu, rng: &mut Rng, rows: usize, cols: usize) -> Result<Check
     })
 }
 
+/// Random blocks of a K-quant type with scales that keep values O(1e-2).
+fn random_kquant(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+    let (bb, n) = (ty.block_bytes(), rows * cols / 256);
+    let mut out = Vec::with_capacity(n * bb);
+    for _ in 0..n {
+        let mut blk: Vec<u8> = (0..bb).map(|_| rng.next() as u8).collect();
+        let d = quant::f32_to_f16(1e-3 + 2e-3 * (rng.unit() + 1.0)).to_le_bytes();
+        let dmin = quant::f32_to_f16(1e-3 * (rng.unit() + 1.0)).to_le_bytes();
+        match ty {
+            GgmlType::Q2K => {
+                blk[80..82].copy_from_slice(&d);
+                blk[82..84].copy_from_slice(&dmin);
+            }
+            GgmlType::Q4K => {
+                blk[0..2].copy_from_slice(&d);
+                blk[2..4].copy_from_slice(&dmin);
+            }
+            _ => blk[0..2].copy_from_slice(&d),
+        }
+        out.extend(blk);
+    }
+    out
+}
+
+fn check_kquant(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<Check>> {
+    let w = random_kquant(rng, ty, rows, cols);
+    let mut x: Vec<f32> = (0..cols).map(|_| rng.normalish() * 2.0).collect();
+    // A tie in |x| between opposite signs: the lower index must set d's sign.
+    x[5] = 10.0;
+    x[9] = -10.0;
+    let act = quant::quantize_q8_k(&x).expect("CPU Q8_K");
+    let mut cpu = vec![0f32; rows];
+    quant::matvec(ty, &w, rows, cols, act.as_slice(), &mut cpu).expect("CPU matvec");
+
+    let s = &gpu.stream;
+    let dx = s.clone_htod(&x)?;
+    let dact = gpu.quantize_q8_k(&dx)?;
+    let bytes = s.clone_dtoh(&dact.data)?;
+    let same = bytes
+        .chunks_exact(292)
+        .zip(&act)
+        .all(|(g, c)| g == c.to_bytes().as_slice());
+    let dw = s.clone_htod(&w)?;
+    let mut dy = s.alloc_zeros::<f32>(rows)?;
+    gpu.matvec_kquant(ty, &dw, rows, cols, &dact, &mut dy)?;
+    let got = s.clone_dtoh(&dy)?;
+    let mut wf = vec![0f32; rows * cols];
+    quant::dequantize(ty, &w, &mut wf).expect("CPU dequantize");
+    let xq: Vec<f32> = act
+        .iter()
+        .flat_map(|b| b.qs.iter().map(move |&q| b.d * f32::from(q)))
+        .collect();
+    let worst = worst_ratio(&got, &cpu, &order_bound(&wf, &xq, rows, 1e-5));
+    Ok(vec![
+        Check {
+            name: format!("quantize_q8_k n={cols} (blocks bit-exact)"),
+            worst: if same { 0.0 } else { f64::INFINITY },
+            pass: same,
+        },
+        Check {
+            name: format!("matvec {ty} {rows}x{cols}"),
+            worst,
+            pass: worst <= 1.0,
+        },
+    ])
+}
+
 /// Runs every check; the shapes are Flash's (attention and shared-expert
-/// projections, HC mix, router) and odd ones.
+/// projections, HC mix, router, routed experts) and odd ones.
 pub fn run(gpu: &Gpu) -> Result<Vec<Check>> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::new();
@@ -163,6 +236,12 @@ pub fn run(gpu: &Gpu) -> Result<Vec<Check>> {
     }
     for (rows, cols) in [(24, 16384), (256, 4096), (1024, 4096), (5, 33), (3, 1)] {
         out.push(check_f16(gpu, &mut rng, rows, cols)?);
+    }
+    // Routed experts: gate/up 2048x4096, down 4096x2048, and odd sizes.
+    for ty in [GgmlType::Iq2Xxs, GgmlType::Q2K, GgmlType::Q4K] {
+        for (rows, cols) in [(2048, 4096), (4096, 2048), (3, 256), (33, 768)] {
+            out.extend(check_kquant(gpu, &mut rng, ty, rows, cols)?);
+        }
     }
     Ok(out)
 }
