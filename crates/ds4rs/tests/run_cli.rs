@@ -159,9 +159,59 @@ fn missing_model_and_bad_flags_are_explained() {
     let o = ds4rs(&["run", "-m", &m, "-p", "hi", "--top-p", "2"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("top_p 2"), "{err}");
-    let o = ds4rs(&["run", "-m", &m]);
-    assert_eq!(o.status.code(), Some(2), "a prompt is required");
+    let o = ds4rs(&["run", "-m", &m, "--dump-tokens"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("requires -p"), "{err}");
     let o = ds4rs(&["run", "-m", &m, "-p", "hi", "--ctx", "4"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--ctx 4"), "{err}");
+}
+
+/// Without a prompt and with stdin not a terminal, the REPL reads lines
+/// plainly, so it can be scripted through a pipe.
+#[test]
+fn repl_scripted_through_a_pipe() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ds4rs"))
+        .args(["run", "-m", &m, "-n", "5", "--seed", "2"])
+        .env("HOME", dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello\n/nothink\nmore \\\nlines\n/ctx x\n/read /nonexistent\n/quit\nnever\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("/think-max") && out.contains("Thinking mode: none."),
+        "{out}"
+    );
+    let stats: Vec<&str> = err.lines().filter(|l| l.contains("generated: ")).collect();
+    assert_eq!(stats.len(), 2, "two turns, nothing after /quit:\n{err}");
+    // The second turn reuses the first: only its own tokens are evaluated
+    // (EOS, the last sampled token, <｜User｜>, 2-3 text tokens,
+    // <｜Assistant｜>, </think>).
+    let second: usize = stats[1]
+        .split("prompt: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((5..=10).contains(&second), "{}", stats[1]);
+    assert!(err.contains("/ctx needs a positive integer"));
+    assert!(err.contains("failed to open prompt file /nonexistent"));
 }

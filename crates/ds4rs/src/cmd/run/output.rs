@@ -60,6 +60,7 @@ pub struct Printer {
     tty: bool,
     in_reasoning: bool,
     line_open: bool,
+    wrote: bool,
 }
 
 impl Printer {
@@ -71,6 +72,7 @@ impl Printer {
             tty,
             in_reasoning: false,
             line_open: false,
+            wrote: false,
         }
     }
 
@@ -82,6 +84,7 @@ impl Printer {
         let _ = self.out.write_all(s.as_bytes());
         let _ = self.out.flush();
         self.line_open = !s.ends_with('\n');
+        self.wrote = true;
     }
 
     pub fn event(&mut self, e: Event) {
@@ -115,9 +118,10 @@ impl Printer {
         }
     }
 
+    /// Output always ends with a newline, even an empty answer's (§1.5).
     pub fn finish(&mut self) {
         self.end_reasoning();
-        if self.line_open {
+        if self.line_open || !self.wrote {
             self.write("\n");
         }
     }
