@@ -170,21 +170,27 @@ impl Sampler {
         else {
             return Vec::new();
         };
-        let weight = |i: u32| (f64::from(logits[i as usize]) / t - zmax).exp();
-        let denom: f64 = ids.iter().map(|&i| weight(i)).sum();
-        // min-p: p_i >= min_p * p_max  <=>  w_i >= min_p (w_max = 1).
+        // One exp per candidate: weights relative to the most probable (1).
+        let mut kept: Vec<(u32, f64)> = ids
+            .into_iter()
+            .map(|i| (i, (f64::from(logits[i as usize]) / t - zmax).exp()))
+            .collect();
+        let denom: f64 = kept.iter().map(|&(_, w)| w).sum();
+        // min-p: p_i >= min_p * p_max  <=>  w_i >= min_p.
         let min_w = f64::from(self.cfg.min_p);
-        ids.retain(|&i| weight(i) >= min_w);
-        ids.sort_by(by_logit);
-        let mut kept = Vec::with_capacity(ids.len());
-        let mut cum = 0.0;
-        for i in ids {
-            let w = weight(i);
-            kept.push((i, w));
-            cum += w;
-            if self.cfg.top_p < 1.0 && cum >= f64::from(self.cfg.top_p) * denom {
-                break;
-            }
+        kept.retain(|&(_, w)| w >= min_w);
+        kept.sort_by(|a, b| by_logit(&a.0, &b.0));
+        if self.cfg.top_p < 1.0 {
+            let target = f64::from(self.cfg.top_p) * denom;
+            let mut cum = 0.0;
+            let n = kept
+                .iter()
+                .position(|&(_, w)| {
+                    cum += w;
+                    cum >= target
+                })
+                .map_or(kept.len(), |i| i + 1);
+            kept.truncate(n);
         }
         kept
     }
