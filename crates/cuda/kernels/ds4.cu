@@ -265,3 +265,98 @@ extern "C" __global__ void matvec_iq2_xxs(const uint8_t *w, int rows, int cols, 
     acc = warp_sum(acc);
     if (lane == 0) out[row] = __fmul_rn(0.125f, acc);
 }
+
+// ---------------------------------------------------------------------------
+// Element-wise stages of a layer (model.md §4, §5; attention.md §5, §6, §12).
+
+// Block-wide f32 sum; blockDim.x is a multiple of 32, at most 1024.
+__device__ float block_sum(float v) {
+    __shared__ float part[32];
+    v = warp_sum(v);
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    int nw = blockDim.x / WARP;
+    v = lane < nw ? part[lane] : 0.0f;
+    if (warp == 0) v = warp_sum(v);
+    if (threadIdx.x == 0) part[0] = v;
+    __syncthreads();
+    float r = part[0];
+    __syncthreads();
+    return r;
+}
+
+// out = (x * rms_scale(x)) * w for `count` vectors of n (one block each);
+// w may be null for the unweighted norm of the HC state.
+extern "C" __global__ void rms_norm(const float *x, const float *w, int n, float eps, float *out) {
+    const float *v = x + (size_t)blockIdx.x * n;
+    float *o = out + (size_t)blockIdx.x * n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = __fadd_rn(ss, __fmul_rn(v[i], v[i]));
+    ss = block_sum(ss);
+    float s = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)n), eps)));
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float y = __fmul_rn(v[i], s);
+        o[i] = w ? __fmul_rn(y, w[i]) : y;
+    }
+}
+
+// Interleaved-pair RoPE on the last 2*pairs dims of each of `count`
+// vectors of `dim` (one thread per pair); `inverse` rotates backwards
+// (attention.md §5.1, §5.6). inv_freq as computed by model::rope::Rope.
+extern "C" __global__ void rope(float *v, int count, int dim, const float *inv_freq, int pairs, int pos,
+                                int inverse) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= count * pairs) return;
+    int vec = t / pairs, k = t % pairs;
+    float *tail = v + (size_t)vec * dim + (dim - 2 * pairs);
+    float theta = __fmul_rn((float)pos, inv_freq[k]);
+    float s, c;
+    sincosf(theta, &s, &c);
+    if (inverse) s = -s;
+    float a = tail[2 * k], b = tail[2 * k + 1];
+    tail[2 * k] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+    tail[2 * k + 1] = __fadd_rn(__fmul_rn(a, s), __fmul_rn(b, c));
+}
+
+// Smallest power of two >= x (x > 0): the "ue8m0" scale (model::qat).
+__device__ __forceinline__ float pow2_ceil(float x) {
+    uint32_t bits = __float_as_uint(x);
+    uint32_t e = (bits >> 23) & 0xff, m = bits & 0x7fffff;
+    if (e == 0) {
+        if (m == 0 || (m & (m - 1)) == 0) return x;
+        return __uint_as_float(1u << (32 - __clz(m)));
+    }
+    return m == 0 ? x : __uint_as_float((e + 1) << 23);
+}
+
+__device__ __forceinline__ float e4m3_round(float y) {
+    float a = fabsf(y);
+    float step = a < 0.015625f ? 0.001953125f : __uint_as_float(((__float_as_uint(a) >> 23) - 3) << 23);
+    float r = fminf(__fmul_rn(rintf(__fdiv_rn(a, step)), step), 448.0f);
+    return copysignf(r, y);
+}
+
+// FP8 E4M3 round trip of dims [0, nope) of `count` rows of `dim`, blocks of
+// 64 (attention.md §6.1): one warp per block, two values per lane.
+extern "C" __global__ void fp8_round_trip(float *v, int count, int dim, int nope) {
+    int per_row = nope / 64;
+    int block = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
+    if (block >= count * per_row) return;
+    float *b = v + (size_t)(block / per_row) * dim + (block % per_row) * 64;
+    float x0 = b[lane], x1 = b[lane + 32];
+    float amax = fmaxf(warp_max(fmaxf(fabsf(x0), fabsf(x1))), 1e-4f);
+    float scale = pow2_ceil(__fdiv_rn(amax, 448.0f));
+    b[lane] = __fmul_rn(e4m3_round(fminf(fmaxf(__fdiv_rn(x0, scale), -448.0f), 448.0f)), scale);
+    b[lane + 32] = __fmul_rn(e4m3_round(fminf(fmaxf(__fdiv_rn(x1, scale), -448.0f), 448.0f)), scale);
+}
+
+// Round to f16 and back (storage precision of attention rows, §12).
+extern "C" __global__ void f16_round(float *v, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v[i]));
+    v[i] = half_to_float(h);
+}

@@ -40,7 +40,7 @@ fn warp_grid(items: usize) -> LaunchConfig {
 }
 
 /// The kernels `Gpu::new` loads, by their `extern "C"` names.
-pub const KERNELS: [&str; 7] = [
+pub const KERNELS: [&str; 11] = [
     "quantize_q8_0_act",
     "matvec_q8_0",
     "matvec_f16",
@@ -48,6 +48,10 @@ pub const KERNELS: [&str; 7] = [
     "matvec_q2_k",
     "matvec_q4_k",
     "matvec_iq2_xxs",
+    "rms_norm",
+    "rope",
+    "fp8_round_trip",
+    "f16_round",
 ];
 
 /// Bytes of one Q8_K activation block (`gguf::quant::BlockQ8K`).
@@ -64,6 +68,10 @@ pub struct Gpu {
     matvec_q2_k: CudaFunction,
     matvec_q4_k: CudaFunction,
     matvec_iq2_xxs: CudaFunction,
+    rms_norm: CudaFunction,
+    rope: CudaFunction,
+    fp8_round_trip: CudaFunction,
+    f16_round: CudaFunction,
     /// IQ2_XXS decoding tables (gguf::quant::tables), uploaded once.
     iq2_grid: CudaSlice<u64>,
     ksigns: CudaSlice<u8>,
@@ -94,7 +102,7 @@ impl Gpu {
         let ctx = CudaContext::new(ordinal)?;
         let name = ctx.name()?;
         let module = ctx.load_module(Ptx::from_binary(FATBIN.to_vec()))?;
-        let [quantize_q8_0_act, matvec_q8_0, matvec_f16, quantize_q8_k, matvec_q2_k, matvec_q4_k, matvec_iq2_xxs] =
+        let [quantize_q8_0_act, matvec_q8_0, matvec_f16, quantize_q8_k, matvec_q2_k, matvec_q4_k, matvec_iq2_xxs, rms_norm, rope, fp8_round_trip, f16_round] =
             KERNELS.map(|k| module.load_function(k));
         let stream = ctx.default_stream();
         Ok(Gpu {
@@ -109,6 +117,10 @@ impl Gpu {
             matvec_q2_k: matvec_q2_k?,
             matvec_q4_k: matvec_q4_k?,
             matvec_iq2_xxs: matvec_iq2_xxs?,
+            rms_norm: rms_norm?,
+            rope: rope?,
+            fp8_round_trip: fp8_round_trip?,
+            f16_round: f16_round?,
         })
     }
 
@@ -278,6 +290,125 @@ impl Gpu {
         // block_q8_K*, float*) and matvec_iq2_xxs(..., const uint64_t*,
         // const uint8_t*, float*); sizes checked above.
         unsafe { b.launch(warp_grid(rows)) }?;
+        Ok(())
+    }
+
+    /// RMSNorm of each `n`-value vector of `x` into `out`, weighted by `w`
+    /// or plain (model.md §4).
+    pub fn rms_norm(
+        &self,
+        x: &CudaSlice<f32>,
+        w: Option<&CudaSlice<f32>>,
+        n: usize,
+        eps: f32,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        shape(
+            "RMSNorm input",
+            n > 0 && x.len().is_multiple_of(n),
+            format!("vectors of {n}"),
+            x.len().to_string(),
+        )?;
+        shape(
+            "RMSNorm output",
+            out.len() == x.len(),
+            x.len().to_string(),
+            out.len().to_string(),
+        )?;
+        if let Some(w) = w {
+            shape(
+                "RMSNorm weight",
+                w.len() == n,
+                n.to_string(),
+                w.len().to_string(),
+            )?;
+        }
+        let count = (x.len() / n) as u32;
+        let n_i = n as i32;
+        let cfg = LaunchConfig {
+            grid_dim: (count, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut b = self.stream.launch_builder(&self.rms_norm);
+        b.arg(x);
+        let null = 0u64;
+        match w {
+            Some(w) => b.arg(w),
+            None => b.arg(&null),
+        };
+        b.arg(&n_i).arg(&eps).arg(out);
+        // SAFETY: rms_norm(const float*, const float* or null, int, float,
+        // float*); one block per vector, sizes checked above.
+        unsafe { b.launch(cfg) }?;
+        Ok(())
+    }
+
+    /// RoPE on the tails of `v`'s vectors of `dim` at position `pos`
+    /// (attention.md §5); `inv_freq` has one frequency per rotated pair.
+    pub fn rope(
+        &self,
+        v: &mut CudaSlice<f32>,
+        dim: usize,
+        inv_freq: &CudaSlice<f32>,
+        pos: usize,
+        inverse: bool,
+    ) -> Result<()> {
+        let pairs = inv_freq.len();
+        shape(
+            "RoPE vectors",
+            dim >= 2 * pairs && v.len().is_multiple_of(dim),
+            format!("vectors of {dim} with {pairs} pairs"),
+            v.len().to_string(),
+        )?;
+        let count = v.len() / dim;
+        let (c, d, p, ps, inv) = (
+            count as i32,
+            dim as i32,
+            pairs as i32,
+            pos as i32,
+            i32::from(inverse),
+        );
+        let mut b = self.stream.launch_builder(&self.rope);
+        b.arg(v)
+            .arg(&c)
+            .arg(&d)
+            .arg(inv_freq)
+            .arg(&p)
+            .arg(&ps)
+            .arg(&inv);
+        // SAFETY: rope(float*, int, int, const float*, int, int, int); one
+        // thread per (vector, pair), bounds checked in the kernel.
+        unsafe { b.launch(LaunchConfig::for_num_elems((count * pairs) as u32)) }?;
+        Ok(())
+    }
+
+    /// FP8 round trip of dims `[0, nope)` of each `dim`-vector of `v`
+    /// (attention.md §6.1).
+    pub fn fp8_round_trip(&self, v: &mut CudaSlice<f32>, dim: usize, nope: usize) -> Result<()> {
+        shape(
+            "FP8 vectors",
+            nope.is_multiple_of(64) && nope <= dim && v.len().is_multiple_of(dim),
+            format!("vectors of {dim}, nope {nope} in 64-blocks"),
+            v.len().to_string(),
+        )?;
+        let count = v.len() / dim;
+        let (c, d, n) = (count as i32, dim as i32, nope as i32);
+        let mut b = self.stream.launch_builder(&self.fp8_round_trip);
+        b.arg(v).arg(&c).arg(&d).arg(&n);
+        // SAFETY: fp8_round_trip(float*, int, int, int); one warp per
+        // 64-block, bounds checked in the kernel.
+        unsafe { b.launch(warp_grid(count * nope / 64)) }?;
+        Ok(())
+    }
+
+    /// Rounds every value of `v` to f16 and back (attention.md §12).
+    pub fn f16_round(&self, v: &mut CudaSlice<f32>) -> Result<()> {
+        let n = v.len() as i32;
+        let mut b = self.stream.launch_builder(&self.f16_round);
+        b.arg(v).arg(&n);
+        // SAFETY: f16_round(float*, int); bounds checked in the kernel.
+        unsafe { b.launch(LaunchConfig::for_num_elems(n as u32)) }?;
         Ok(())
     }
 }

@@ -219,6 +219,99 @@ fn check_kquant(
     ])
 }
 
+fn check_stages(gpu: &Gpu, rng: &mut Rng) -> Result<Vec<Check>> {
+    use model::{qat, rope::Rope, ModelConfig};
+    let s = &gpu.stream;
+    let mut out = Vec::new();
+    // RMSNorm: the CPU sums squares in f64, the GPU in f32.
+    for (count, n) in [(4, 4096), (1, 16384), (3, 100)] {
+        let x: Vec<f32> = (0..count * n).map(|_| rng.normalish() * 3.0).collect();
+        let w: Vec<f32> = (0..n).map(|_| 1.0 + rng.unit() * 0.5).collect();
+        let mut cpu = vec![0f32; count * n];
+        for (o, v) in cpu.chunks_mut(n).zip(x.chunks(n)) {
+            model::norm::rms_norm(v, &w, 1e-6, o);
+        }
+        let (dx, dw) = (s.clone_htod(&x)?, s.clone_htod(&w)?);
+        let mut dy = s.alloc_zeros::<f32>(count * n)?;
+        gpu.rms_norm(&dx, Some(&dw), n, 1e-6, &mut dy)?;
+        let got = s.clone_dtoh(&dy)?;
+        let bound: Vec<f64> = cpu
+            .iter()
+            .map(|v| f64::from(v.abs()) * 1e-6 + 1e-30)
+            .collect();
+        let worst = worst_ratio(&got, &cpu, &bound);
+        out.push(Check {
+            name: format!("rms_norm {count}x{n}"),
+            worst,
+            pass: worst <= 1.0,
+        });
+    }
+    // RoPE (plain and YaRN) forward and inverse at short and long positions.
+    let cfg = ModelConfig::flash();
+    for (layer, pos, inverse) in [(0, 7, false), (2, 1_000_003, false), (3, 65_537, true)] {
+        let rope = Rope::for_layer(&cfg, layer);
+        let (count, dim) = (64, 512);
+        let v: Vec<f32> = (0..count * dim).map(|_| rng.normalish()).collect();
+        let mut cpu = v.clone();
+        for h in cpu.chunks_mut(dim) {
+            rope.apply(h, pos, inverse);
+        }
+        let mut dv = s.clone_htod(&v)?;
+        let freqs = s.clone_htod(rope.inv_freq())?;
+        gpu.rope(&mut dv, dim, &freqs, pos, inverse)?;
+        let got = s.clone_dtoh(&dv)?;
+        // The angle is the same f32 product on both sides; sin/cos differ
+        // by a few ulp between the CUDA and Rust math libraries.
+        let bound = vec![2e-6; got.len()];
+        let worst = worst_ratio(&got, &cpu, &bound);
+        out.push(Check {
+            name: format!(
+                "rope layer {layer} pos {pos}{}",
+                if inverse { " inverse" } else { "" }
+            ),
+            worst,
+            pass: worst <= 1.0,
+        });
+    }
+    // FP8 round trip and f16 rounding: exact.
+    for (count, dim, nope) in [(32, 512, 448), (5, 256, 192)] {
+        let v: Vec<f32> = (0..count * dim)
+            .map(|i| rng.normalish() * if i % 97 == 0 { 300.0 } else { 1.0 })
+            .collect();
+        let mut cpu = v.clone();
+        for r in cpu.chunks_mut(dim) {
+            qat::fp8_round_trip(r, nope);
+        }
+        let mut dv = s.clone_htod(&v)?;
+        gpu.fp8_round_trip(&mut dv, dim, nope)?;
+        let same = s
+            .clone_dtoh(&dv)?
+            .iter()
+            .zip(&cpu)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        out.push(Check {
+            name: format!("fp8_round_trip {count}x{dim} (bit-exact)"),
+            worst: if same { 0.0 } else { f64::INFINITY },
+            pass: same,
+        });
+        let mut cpu16 = v.clone();
+        qat::f16_round(&mut cpu16);
+        let mut dv = s.clone_htod(&v)?;
+        gpu.f16_round(&mut dv)?;
+        let same = s
+            .clone_dtoh(&dv)?
+            .iter()
+            .zip(&cpu16)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        out.push(Check {
+            name: format!("f16_round {} values (bit-exact)", v.len()),
+            worst: if same { 0.0 } else { f64::INFINITY },
+            pass: same,
+        });
+    }
+    Ok(out)
+}
+
 /// Runs every check; the shapes are Flash's (attention and shared-expert
 /// projections, HC mix, router, routed experts) and odd ones.
 pub fn run(gpu: &Gpu) -> Result<Vec<Check>> {
@@ -243,5 +336,6 @@ pub fn run(gpu: &Gpu) -> Result<Vec<Check>> {
             out.extend(check_kquant(gpu, &mut rng, ty, rows, cols)?);
         }
     }
+    out.extend(check_stages(gpu, &mut rng)?);
     Ok(out)
 }
