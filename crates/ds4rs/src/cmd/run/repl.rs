@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use engine::{generate, CpuBackend, Finish, GenerateOptions, Sampler, SamplerConfig, Session};
+use engine::{generate, Backend, Finish, GenerateOptions, Sampler, SamplerConfig, Session};
 use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{Config, Editor};
@@ -43,8 +43,9 @@ enum Flow {
     Quit,
 }
 
-pub struct Repl {
-    backend: Arc<CpuBackend>,
+/// Generic over the backend, so the CUDA backend plugs in unchanged.
+pub struct Repl<B: Backend> {
+    backend: Arc<B>,
     tok: Tokenizer,
     eos: u32,
     system: String,
@@ -52,15 +53,15 @@ pub struct Repl {
     ctx: usize,
     mode: Thinking,
     sampler: Sampler,
-    session: Session<CpuBackend>,
+    session: Session<B>,
     transcript: Vec<u32>,
     header_len: usize,
     cancel: Arc<AtomicBool>,
 }
 
-impl Repl {
+impl<B: Backend> Repl<B> {
     pub fn new(
-        backend: Arc<CpuBackend>,
+        backend: Arc<B>,
         tok: Tokenizer,
         eos: u32,
         args: &Args,
