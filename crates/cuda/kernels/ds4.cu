@@ -360,3 +360,164 @@ extern "C" __global__ void f16_round(float *v, int n) {
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v[i]));
     v[i] = half_to_float(h);
 }
+
+// ---------------------------------------------------------------------------
+// Hyper-connections (model.md §5), router (§7.1–7.3) and sink attention
+// (attention.md §9).
+
+#define MAX_HC 8
+
+// Steps 3–8 of §5.2 for `count` tokens, one thread each, in the CPU's order:
+// pre = sigmoid+eps, post = 2*sigmoid, comb = row softmax+eps, then one
+// column normalization and (iters-1) row+column normalizations.
+extern "C" __global__ void hc_split(const float *mix, int count, int n_hc, const float *scale,
+                                    const float *base, int iters, float eps, float *pre, float *post,
+                                    float *comb) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= count || n_hc > MAX_HC) return;
+    int m = 2 * n_hc + n_hc * n_hc;
+    const float *x = mix + (size_t)t * m;
+    for (int i = 0; i < n_hc; i++) {
+        float z0 = __fadd_rn(__fmul_rn(x[i], scale[0]), base[i]);
+        pre[t * n_hc + i] = __fadd_rn(__fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-z0))), eps);
+        float z1 = __fadd_rn(__fmul_rn(x[n_hc + i], scale[1]), base[n_hc + i]);
+        post[t * n_hc + i] = __fmul_rn(2.0f, __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-z1))));
+    }
+    float p[MAX_HC * MAX_HC];
+    int off = 2 * n_hc;
+    for (int r = 0; r < n_hc; r++) {
+        float a[MAX_HC];
+        float mx = -INFINITY;
+        for (int c = 0; c < n_hc; c++) {
+            a[c] = __fadd_rn(__fmul_rn(x[off + n_hc * r + c], scale[2]), base[off + n_hc * r + c]);
+            mx = fmaxf(mx, a[c]);
+        }
+        float sum = 0.0f;
+        for (int c = 0; c < n_hc; c++) {
+            a[c] = expf(__fsub_rn(a[c], mx));
+            sum = __fadd_rn(sum, a[c]);
+        }
+        float inv = __fdiv_rn(1.0f, sum);
+        for (int c = 0; c < n_hc; c++) p[n_hc * r + c] = __fadd_rn(__fmul_rn(a[c], inv), eps);
+    }
+    for (int it = 0; it < iters; it++) {
+        if (it > 0) {
+            for (int r = 0; r < n_hc; r++) {
+                float s = 0.0f;
+                for (int c = 0; c < n_hc; c++) s = __fadd_rn(s, p[n_hc * r + c]);
+                float inv = __fdiv_rn(1.0f, __fadd_rn(s, eps));
+                for (int c = 0; c < n_hc; c++) p[n_hc * r + c] = __fmul_rn(p[n_hc * r + c], inv);
+            }
+        }
+        for (int c = 0; c < n_hc; c++) {
+            float s = 0.0f;
+            for (int r = 0; r < n_hc; r++) s = __fadd_rn(s, p[n_hc * r + c]);
+            float inv = __fdiv_rn(1.0f, __fadd_rn(s, eps));
+            for (int r = 0; r < n_hc; r++) p[n_hc * r + c] = __fmul_rn(p[n_hc * r + c], inv);
+        }
+    }
+    for (int i = 0; i < n_hc * n_hc; i++) comb[(size_t)t * n_hc * n_hc + i] = p[i];
+}
+
+// HC-post (§5.3) for one token: H'[c][d] = y[d]*post[c] + Σ_r P[r][c]*H[r][d].
+extern "C" __global__ void hc_post(const float *y, const float *h, const float *post, const float *comb,
+                                   int n_hc, int d, float *out) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n_hc * d) return;
+    int c = i / d, j = i % d;
+    float acc = __fmul_rn(y[j], post[c]);
+    for (int r = 0; r < n_hc; r++) acc = __fadd_rn(acc, __fmul_rn(comb[n_hc * r + c], h[(size_t)r * d + j]));
+    out[i] = acc;
+}
+
+// Router for one token (§7.1–7.3): scores sqrt(softplus(logit)); hash
+// layers take `hash_ids`, others the top-k of score+bias by repeated warp
+// argmax (ties to the lower index, as the CPU's stable insertion); weights
+// from the unbiased scores, normalized with the 2^-14 floor, times `scale`.
+// One warp; n_expert <= 32*16.
+extern "C" __global__ void router(const float *logits, int n_expert, const float *bias, const int *hash_ids,
+                                  int k, float scale, int *experts, float *weights) {
+    int lane = threadIdx.x;
+    float s[16], sel[16];
+    int per = (n_expert + WARP - 1) / WARP;
+    for (int i = 0; i < per; i++) {
+        int e = lane * per + i;
+        if (e < n_expert) {
+            float z = logits[e];
+            float sp = z > 20.0f ? z : (z < -20.0f ? expf(z) : log1pf(expf(z)));
+            s[i] = __fsqrt_rn(sp);
+            sel[i] = bias ? __fadd_rn(s[i], bias[e]) : s[i];
+        } else {
+            s[i] = 0.0f;
+            sel[i] = -INFINITY;
+        }
+    }
+    __shared__ float chosen_score[64];
+    for (int slot = 0; slot < k; slot++) {
+        int best_e = n_expert;
+        float best = -INFINITY;
+        if (hash_ids) {
+            best_e = hash_ids[slot];
+        } else {
+            for (int i = 0; i < per; i++) {
+                int e = lane * per + i;
+                if (e < n_expert && (sel[i] > best || (sel[i] == best && e < best_e))) {
+                    best = sel[i];
+                    best_e = e;
+                }
+            }
+            for (int o = 16; o > 0; o >>= 1) {
+                float ob = __shfl_xor_sync(0xffffffffu, best, o);
+                int oe = __shfl_xor_sync(0xffffffffu, best_e, o);
+                if (ob > best || (ob == best && oe < best_e)) {
+                    best = ob;
+                    best_e = oe;
+                }
+            }
+            if (best_e / per == lane) sel[best_e % per] = -INFINITY;
+        }
+        float sc = 0.0f;
+        if (best_e / per == lane) sc = s[best_e % per];
+        sc = warp_sum(sc);
+        if (lane == 0) {
+            experts[slot] = best_e;
+            chosen_score[slot] = sc;
+        }
+    }
+    __syncwarp();
+    if (lane == 0) {
+        float sum = 0.0f;
+        for (int slot = 0; slot < k; slot++) sum = __fadd_rn(sum, chosen_score[slot]);
+        sum = fmaxf(sum, 6.103515625e-5f);
+        for (int slot = 0; slot < k; slot++) weights[slot] = __fmul_rn(__fdiv_rn(chosen_score[slot], sum), scale);
+    }
+}
+
+// One head's sink softmax over `n_keys` rows of `dim` (keys are the
+// values): one block per head; scores in dynamic shared memory.
+extern "C" __global__ void sink_attention(const float *q, const float *keys, int n_keys, int dim,
+                                          const float *sinks, float scale, float *out) {
+    extern __shared__ float sc[];
+    int head = blockIdx.x;
+    const float *qh = q + (size_t)head * dim;
+    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, nw = blockDim.x / WARP;
+    for (int k = warp; k < n_keys; k += nw) {
+        const float *key = keys + (size_t)k * dim;
+        float acc = 0.0f;
+        for (int j = lane; j < dim; j += WARP) acc = __fadd_rn(acc, __fmul_rn(qh[j], key[j]));
+        acc = warp_sum(acc);
+        if (lane == 0) sc[k] = __fmul_rn(acc, scale);
+    }
+    __syncthreads();
+    float sink = sinks[head];
+    float m = sink;
+    for (int k = 0; k < n_keys; k++) m = fmaxf(m, sc[k]);
+    float den = expf(__fsub_rn(sink, m));
+    for (int k = 0; k < n_keys; k++) den = __fadd_rn(den, expf(__fsub_rn(sc[k], m)));
+    float inv = __fdiv_rn(1.0f, den);
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+        float acc = 0.0f;
+        for (int k = 0; k < n_keys; k++) acc = __fadd_rn(acc, __fmul_rn(expf(__fsub_rn(sc[k], m)), keys[(size_t)k * dim + j]));
+        out[(size_t)head * dim + j] = __fmul_rn(acc, inv);
+    }
+}

@@ -40,7 +40,7 @@ fn warp_grid(items: usize) -> LaunchConfig {
 }
 
 /// The kernels `Gpu::new` loads, by their `extern "C"` names.
-pub const KERNELS: [&str; 11] = [
+pub const KERNELS: [&str; 15] = [
     "quantize_q8_0_act",
     "matvec_q8_0",
     "matvec_f16",
@@ -52,6 +52,10 @@ pub const KERNELS: [&str; 11] = [
     "rope",
     "fp8_round_trip",
     "f16_round",
+    "hc_split",
+    "hc_post",
+    "router",
+    "sink_attention",
 ];
 
 /// Bytes of one Q8_K activation block (`gguf::quant::BlockQ8K`).
@@ -72,6 +76,10 @@ pub struct Gpu {
     rope: CudaFunction,
     fp8_round_trip: CudaFunction,
     f16_round: CudaFunction,
+    hc_split: CudaFunction,
+    hc_post: CudaFunction,
+    router: CudaFunction,
+    sink_attention: CudaFunction,
     /// IQ2_XXS decoding tables (gguf::quant::tables), uploaded once.
     iq2_grid: CudaSlice<u64>,
     ksigns: CudaSlice<u8>,
@@ -102,7 +110,7 @@ impl Gpu {
         let ctx = CudaContext::new(ordinal)?;
         let name = ctx.name()?;
         let module = ctx.load_module(Ptx::from_binary(FATBIN.to_vec()))?;
-        let [quantize_q8_0_act, matvec_q8_0, matvec_f16, quantize_q8_k, matvec_q2_k, matvec_q4_k, matvec_iq2_xxs, rms_norm, rope, fp8_round_trip, f16_round] =
+        let [quantize_q8_0_act, matvec_q8_0, matvec_f16, quantize_q8_k, matvec_q2_k, matvec_q4_k, matvec_iq2_xxs, rms_norm, rope, fp8_round_trip, f16_round, hc_split, hc_post, router, sink_attention] =
             KERNELS.map(|k| module.load_function(k));
         let stream = ctx.default_stream();
         Ok(Gpu {
@@ -121,6 +129,10 @@ impl Gpu {
             rope: rope?,
             fp8_round_trip: fp8_round_trip?,
             f16_round: f16_round?,
+            hc_split: hc_split?,
+            hc_post: hc_post?,
+            router: router?,
+            sink_attention: sink_attention?,
         })
     }
 
@@ -409,6 +421,201 @@ impl Gpu {
         b.arg(v).arg(&n);
         // SAFETY: f16_round(float*, int); bounds checked in the kernel.
         unsafe { b.launch(LaunchConfig::for_num_elems(n as u32)) }?;
+        Ok(())
+    }
+
+    /// The HC split (model.md §5.2 steps 3–8) of `mix` (`count` vectors of
+    /// `2n + n²`) into pre, post and comb.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hc_split(
+        &self,
+        mix: &CudaSlice<f32>,
+        n_hc: usize,
+        scale: &CudaSlice<f32>,
+        base: &CudaSlice<f32>,
+        iters: usize,
+        eps: f32,
+        pre: &mut CudaSlice<f32>,
+        post: &mut CudaSlice<f32>,
+        comb: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let m = 2 * n_hc + n_hc * n_hc;
+        shape(
+            "HC streams",
+            (1..=8).contains(&n_hc),
+            "1..=8".into(),
+            n_hc.to_string(),
+        )?;
+        shape(
+            "HC mix",
+            mix.len().is_multiple_of(m) && base.len() == m && scale.len() == 3,
+            format!("vectors of {m}, base {m}, scale 3"),
+            format!("{}, {}, {}", mix.len(), base.len(), scale.len()),
+        )?;
+        let count = mix.len() / m;
+        shape(
+            "HC outputs",
+            pre.len() == count * n_hc
+                && post.len() == count * n_hc
+                && comb.len() == count * n_hc * n_hc,
+            format!("{count} tokens"),
+            format!("{}, {}, {}", pre.len(), post.len(), comb.len()),
+        )?;
+        let (c, n, it) = (count as i32, n_hc as i32, iters as i32);
+        let mut b = self.stream.launch_builder(&self.hc_split);
+        b.arg(mix)
+            .arg(&c)
+            .arg(&n)
+            .arg(scale)
+            .arg(base)
+            .arg(&it)
+            .arg(&eps)
+            .arg(pre)
+            .arg(post)
+            .arg(comb);
+        // SAFETY: hc_split(const float*, int, int, const float*, const
+        // float*, int, float, float*, float*, float*); sizes checked above.
+        unsafe { b.launch(LaunchConfig::for_num_elems(count as u32)) }?;
+        Ok(())
+    }
+
+    /// HC-post (model.md §5.3) of one token: `out` = post ⊗ y + Pᵀ·H.
+    pub fn hc_post(
+        &self,
+        y: &CudaSlice<f32>,
+        h: &CudaSlice<f32>,
+        post: &CudaSlice<f32>,
+        comb: &CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let (n_hc, d) = (post.len(), y.len());
+        shape(
+            "HC-post",
+            h.len() == n_hc * d && comb.len() == n_hc * n_hc && out.len() == n_hc * d,
+            format!("{n_hc} streams of {d}"),
+            format!("h {}, comb {}, out {}", h.len(), comb.len(), out.len()),
+        )?;
+        let (n, di) = (n_hc as i32, d as i32);
+        let mut b = self.stream.launch_builder(&self.hc_post);
+        b.arg(y)
+            .arg(h)
+            .arg(post)
+            .arg(comb)
+            .arg(&n)
+            .arg(&di)
+            .arg(out);
+        // SAFETY: hc_post(const float*, const float*, const float*, const
+        // float*, int, int, float*); sizes checked above.
+        unsafe { b.launch(LaunchConfig::for_num_elems((n_hc * d) as u32)) }?;
+        Ok(())
+    }
+
+    /// Expert choice and weights of one token from its router logits
+    /// (model.md §7.1–7.3): `hash_ids` for hash layers, else the biased
+    /// top-k.
+    #[allow(clippy::too_many_arguments)]
+    pub fn router(
+        &self,
+        logits: &CudaSlice<f32>,
+        bias: Option<&CudaSlice<f32>>,
+        hash_ids: Option<&CudaSlice<i32>>,
+        k: usize,
+        scale: f32,
+        experts: &mut CudaSlice<i32>,
+        weights: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let n = logits.len();
+        shape(
+            "router experts",
+            n <= 512 && k <= 64 && k <= n,
+            "at most 512 experts, k <= 64".into(),
+            format!("{n}, k {k}"),
+        )?;
+        shape(
+            "router outputs",
+            experts.len() == k && weights.len() == k,
+            k.to_string(),
+            format!("{}, {}", experts.len(), weights.len()),
+        )?;
+        if let Some(b) = bias {
+            shape(
+                "router bias",
+                b.len() == n,
+                n.to_string(),
+                b.len().to_string(),
+            )?;
+        }
+        if let Some(h) = hash_ids {
+            shape("hash ids", h.len() == k, k.to_string(), h.len().to_string())?;
+        }
+        let (ni, ki) = (n as i32, k as i32);
+        let null = 0u64;
+        let mut b = self.stream.launch_builder(&self.router);
+        b.arg(logits).arg(&ni);
+        match bias {
+            Some(x) => b.arg(x),
+            None => b.arg(&null),
+        };
+        match hash_ids {
+            Some(x) => b.arg(x),
+            None => b.arg(&null),
+        };
+        b.arg(&ki).arg(&scale).arg(experts).arg(weights);
+        // SAFETY: router(const float*, int, const float* or null, const int*
+        // or null, int, float, int*, float*); one warp, sizes checked above
+        // (hash ids are validated against n by the caller's binder).
+        unsafe {
+            b.launch(LaunchConfig {
+                grid_dim: (1, 1, 1),
+                block_dim: (32, 1, 1),
+                shared_mem_bytes: 0,
+            })
+        }?;
+        Ok(())
+    }
+
+    /// Sink softmax attention of every head of `q` (heads of `dim`) over
+    /// `keys` (rows of `dim`, also the values), attention.md §9.2.
+    pub fn sink_attention(
+        &self,
+        q: &CudaSlice<f32>,
+        keys: &CudaSlice<f32>,
+        dim: usize,
+        sinks: &CudaSlice<f32>,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let heads = sinks.len();
+        let n_keys = keys.len() / dim.max(1);
+        shape(
+            "attention",
+            dim > 0
+                && q.len() == heads * dim
+                && out.len() == heads * dim
+                && keys.len() == n_keys * dim
+                && n_keys <= 12 * 1024,
+            format!("{heads} heads of {dim}, at most 12288 keys"),
+            format!("q {}, keys {}, out {}", q.len(), keys.len(), out.len()),
+        )?;
+        let scale = 1.0 / (dim as f32).sqrt();
+        let (nk, d) = (n_keys as i32, dim as i32);
+        let mut b = self.stream.launch_builder(&self.sink_attention);
+        b.arg(q)
+            .arg(keys)
+            .arg(&nk)
+            .arg(&d)
+            .arg(sinks)
+            .arg(&scale)
+            .arg(out);
+        // SAFETY: sink_attention(const float*, const float*, int, int, const
+        // float*, float, float*); one block per head, n_keys floats of
+        // dynamic shared memory (at most 48 KiB, checked above).
+        unsafe {
+            b.launch(LaunchConfig {
+                grid_dim: (heads as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: (n_keys * 4) as u32,
+            })
+        }?;
         Ok(())
     }
 }

@@ -312,6 +312,157 @@ fn check_stages(gpu: &Gpu, rng: &mut Rng) -> Result<Vec<Check>> {
     Ok(out)
 }
 
+fn check_hc_router_attention(gpu: &Gpu, rng: &mut Rng) -> Result<Vec<Check>> {
+    let s = &gpu.stream;
+    let mut out = Vec::new();
+    let tol = |got: &[f32], want: &[f32], rel: f64| {
+        let bound: Vec<f64> = want
+            .iter()
+            .map(|v| f64::from(v.abs()) * rel + rel)
+            .collect();
+        worst_ratio(got, want, &bound)
+    };
+    // HC split and post, n_hc = 4, 20 iterations, 16 tokens.
+    let (n, count, d) = (4, 16, 4096);
+    let m = 2 * n + n * n;
+    let mix: Vec<f32> = (0..count * m).map(|_| rng.normalish()).collect();
+    let scale: Vec<f32> = (0..3).map(|_| 0.5 + rng.unit().abs()).collect();
+    let base: Vec<f32> = (0..m).map(|_| rng.normalish() * 0.5).collect();
+    let (dm, dsc, dba) = (
+        s.clone_htod(&mix)?,
+        s.clone_htod(&scale)?,
+        s.clone_htod(&base)?,
+    );
+    let mut dpre = s.alloc_zeros::<f32>(count * n)?;
+    let mut dpost = s.alloc_zeros::<f32>(count * n)?;
+    let mut dcomb = s.alloc_zeros::<f32>(count * n * n)?;
+    gpu.hc_split(
+        &dm, n, &dsc, &dba, 20, 1e-6, &mut dpre, &mut dpost, &mut dcomb,
+    )?;
+    let (gpre, gpost, gcomb) = (
+        s.clone_dtoh(&dpre)?,
+        s.clone_dtoh(&dpost)?,
+        s.clone_dtoh(&dcomb)?,
+    );
+    let mut worst = 0f64;
+    for t in 0..count {
+        let cpu = model::hc::split(&mix[t * m..(t + 1) * m], &scale, &base, n, 20, 1e-6);
+        worst = worst
+            .max(tol(&gpre[t * n..(t + 1) * n], &cpu.pre, 1e-5))
+            .max(tol(&gpost[t * n..(t + 1) * n], &cpu.post, 1e-5))
+            .max(tol(&gcomb[t * n * n..(t + 1) * n * n], &cpu.comb, 1e-5));
+    }
+    out.push(Check {
+        name: format!("hc_split {count} tokens (expf differs by ulps)"),
+        worst,
+        pass: worst <= 1.0,
+    });
+    let cpu_split = model::hc::split(&mix[..m], &scale, &base, n, 20, 1e-6);
+    let y: Vec<f32> = (0..d).map(|_| rng.normalish()).collect();
+    let h: Vec<f32> = (0..n * d).map(|_| rng.normalish() * 3.0).collect();
+    let cpu = model::hc::post(&y, &h, &cpu_split);
+    let (dy, dh) = (s.clone_htod(&y)?, s.clone_htod(&h)?);
+    let (dp, dc) = (
+        s.clone_htod(&cpu_split.post)?,
+        s.clone_htod(&cpu_split.comb)?,
+    );
+    let mut dout = s.alloc_zeros::<f32>(n * d)?;
+    gpu.hc_post(&dy, &dh, &dp, &dc, &mut dout)?;
+    let same = s
+        .clone_dtoh(&dout)?
+        .iter()
+        .zip(&cpu)
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    out.push(Check {
+        name: format!("hc_post {n}x{d} (bit-exact)"),
+        worst: if same { 0.0 } else { f64::INFINITY },
+        pass: same,
+    });
+
+    // Router: biased top-6 of 256 with forced ties, and a hash layer.
+    let n_e = 256;
+    let mut logits: Vec<f32> = (0..n_e).map(|_| rng.normalish() * 4.0).collect();
+    logits[17] = 9.0;
+    logits[200] = 9.0;
+    let bias: Vec<f32> = (0..n_e).map(|_| rng.unit() * 0.05).collect();
+    let mut bias_tied = bias.clone();
+    bias_tied[200] = bias[17];
+    let scores: Vec<f32> = logits
+        .iter()
+        .map(|&z| model::moe::softplus(z).sqrt())
+        .collect();
+    for (label, hash) in [
+        ("biased top-6 with a tie", None),
+        ("hash ids", Some(vec![3i32, 77, 128, 200, 5, 254])),
+    ] {
+        let sel: Vec<usize> = match &hash {
+            Some(ids) => ids.iter().map(|&e| e as usize).collect(),
+            None => {
+                let biased: Vec<f32> = scores.iter().zip(&bias_tied).map(|(a, b)| a + b).collect();
+                model::moe::top_k_desc(&biased, 6)
+            }
+        };
+        let cpu_w = model::moe::weigh(&scores, &sel, 1.5);
+        let (dl, db) = (s.clone_htod(&logits)?, s.clone_htod(&bias_tied)?);
+        let dh = match &hash {
+            Some(ids) => Some(s.clone_htod(ids)?),
+            None => None,
+        };
+        let mut de = s.alloc_zeros::<i32>(6)?;
+        let mut dw = s.alloc_zeros::<f32>(6)?;
+        gpu.router(
+            &dl,
+            hash.is_none().then_some(&db),
+            dh.as_ref(),
+            6,
+            1.5,
+            &mut de,
+            &mut dw,
+        )?;
+        let ge: Vec<usize> = s.clone_dtoh(&de)?.iter().map(|&e| e as usize).collect();
+        let worst = if ge == sel {
+            tol(&s.clone_dtoh(&dw)?, &cpu_w, 1e-6)
+        } else {
+            f64::INFINITY
+        };
+        out.push(Check {
+            name: format!("router {label} (same experts, same order)"),
+            worst,
+            pass: worst <= 1.0,
+        });
+    }
+
+    // Sink attention: 64 heads of 512 over 128 raw + 512 compressed rows.
+    for (heads, dim, n_keys) in [(64, 512, 640), (4, 256, 1), (3, 128, 77)] {
+        let q: Vec<f32> = (0..heads * dim).map(|_| rng.normalish()).collect();
+        let keys: Vec<f32> = (0..n_keys * dim).map(|_| rng.normalish() * 2.0).collect();
+        let sinks: Vec<f32> = (0..heads).map(|_| rng.normalish()).collect();
+        let rows: Vec<&[f32]> = keys.chunks(dim).collect();
+        let scale = 1.0 / (dim as f32).sqrt();
+        let mut cpu = vec![0f32; heads * dim];
+        for ((o, qh), &sink) in cpu.chunks_mut(dim).zip(q.chunks(dim)).zip(&sinks) {
+            model::attention::sink_attention(qh, &rows, sink, scale, o);
+        }
+        let (dq, dk, ds) = (
+            s.clone_htod(&q)?,
+            s.clone_htod(&keys)?,
+            s.clone_htod(&sinks)?,
+        );
+        let mut dout = s.alloc_zeros::<f32>(heads * dim)?;
+        gpu.sink_attention(&dq, &dk, dim, &ds, &mut dout)?;
+        let got = s.clone_dtoh(&dout)?;
+        let scale_max = cpu.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let bound = vec![f64::from(scale_max) * 1e-5 + 1e-30; cpu.len()];
+        let worst = worst_ratio(&got, &cpu, &bound);
+        out.push(Check {
+            name: format!("sink_attention {heads} heads x {dim}, {n_keys} keys"),
+            worst,
+            pass: worst <= 1.0,
+        });
+    }
+    Ok(out)
+}
+
 /// Runs every check; the shapes are Flash's (attention and shared-expert
 /// projections, HC mix, router, routed experts) and odd ones.
 pub fn run(gpu: &Gpu) -> Result<Vec<Check>> {
@@ -337,5 +488,6 @@ pub fn run(gpu: &Gpu) -> Result<Vec<Check>> {
         }
     }
     out.extend(check_stages(gpu, &mut rng)?);
+    out.extend(check_hc_router_attention(gpu, &mut rng)?);
     Ok(out)
 }

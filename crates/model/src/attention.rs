@@ -166,7 +166,7 @@ impl Attention<'_> {
 
 /// One head's softmax over `keys` (which are also the values) with a sink
 /// logit in the denominator (§9.2).
-fn sink_attention(q: &[f32], keys: &[&[f32]], sink: f32, scale: f32, out: &mut [f32]) {
+pub fn sink_attention(q: &[f32], keys: &[&[f32]], sink: f32, scale: f32, out: &mut [f32]) {
     let s: Vec<f32> = keys.iter().map(|k| dot_f32(q, k) * scale).collect();
     let m = s.iter().copied().fold(sink, f32::max);
     let mut den = (sink - m).exp();
