@@ -1,6 +1,6 @@
 //! The interactive `ds4rs run` under a pseudo-terminal (expectrl): a turn,
-//! a `/nothink` switch, Ctrl+C during generation returning to the prompt,
-//! history, `/quit`. Runs on a tiny random-weight model.
+//! a `/nothink` switch, `/ctx`, Ctrl+C during generation returning to the
+//! prompt, history, `/quit`. Runs on a tiny random-weight model.
 
 use std::process::Command;
 use std::time::Duration;
@@ -37,7 +37,8 @@ fn a_turn_nothink_ctrl_c_and_quit_under_a_terminal() {
     assert!(synth.status.success());
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ds4rs"));
-    cmd.args(["run", "-m", &d("m.gguf"), "-n", "300", "--seed", "1"])
+    // A 64-token context bounds the first reply whatever the speed.
+    cmd.args(["run", "-m", &d("m.gguf"), "--ctx", "64", "--seed", "1"])
         .env("HOME", dir.path())
         .env("RUST_BACKTRACE", "0");
     let mut p = Session::spawn(cmd).unwrap();
@@ -52,6 +53,12 @@ fn a_turn_nothink_ctrl_c_and_quit_under_a_terminal() {
 
     type_line(&mut p, "/nothink");
     p.expect("Thinking mode: none.").unwrap();
+    p.expect("ds4> ").unwrap();
+
+    // A context with room for a reply that only Ctrl+C ends; the
+    // conversation so far is kept.
+    type_line(&mut p, "/ctx 100000");
+    p.expect("new session, ctx=100000").unwrap();
     p.expect("ds4> ").unwrap();
 
     // Ctrl+C while the reply streams stops it and returns to the prompt.
@@ -74,7 +81,13 @@ fn a_turn_nothink_ctrl_c_and_quit_under_a_terminal() {
         expectrl::process::unix::WaitStatus::Exited(p.get_process().pid(), 0)
     );
     let history = std::fs::read_to_string(dir.path().join(".ds4rs_history")).unwrap();
-    for line in ["Hello", "/nothink", "Tell me a long story", "/quit"] {
+    for line in [
+        "Hello",
+        "/nothink",
+        "/ctx 100000",
+        "Tell me a long story",
+        "/quit",
+    ] {
         assert!(history.lines().any(|l| l == line), "{line:?} in {history}");
     }
 }
