@@ -31,8 +31,15 @@ fn session_at(b: &Arc<CpuBackend>, toks: &[u32], ctx: usize) -> Session<CpuBacke
 
 #[test]
 fn snapshot_restore_continue_is_bit_identical() {
-    for config in CONFIGS {
-        let b = common::backend(config, 16);
+    // Exact numerics, and ds4's (quantized activations, QAT round trips,
+    // f16 rows).
+    let backends = CONFIGS.into_iter().flat_map(|c| {
+        [
+            (c, common::backend(c, 16)),
+            (c, common::backend_with(c, 16, model::Options::default())),
+        ]
+    });
+    for (config, b) in backends {
         let (toks, _) = common::oracle(config);
         let ctx = toks.len();
         let want = straight(&b, &toks, ctx);

@@ -41,10 +41,15 @@ pub fn convert(config: &str) -> (tempfile::TempDir, PathBuf) {
 /// A CPU backend over the converted `config`; the directory must outlive it
 /// only until the file is mapped.
 pub fn backend(config: &str, chunk: usize) -> Arc<CpuBackend> {
+    backend_with(config, chunk, EXACT)
+}
+
+/// [`backend`] with other numerics.
+pub fn backend_with(config: &str, chunk: usize, opts: Options) -> Arc<CpuBackend> {
     let (_dir, path) = convert(config);
     let file = GgufFile::open(&path).unwrap();
     Arc::new(
-        CpuBackend::from_file(file, EXACT)
+        CpuBackend::from_file(file, opts)
             .unwrap()
             .with_prefill_chunk(chunk),
     )
