@@ -521,3 +521,95 @@ extern "C" __global__ void sink_attention(const float *q, const float *keys, int
         out[(size_t)head * dim + j] = __fmul_rn(acc, inv);
     }
 }
+
+// ---------------------------------------------------------------------------
+// MoE activation, HC collapse, compressor pooling, indexer round trip.
+
+// mid = (silu(min(g, c)) * clamp(u, -c, c)) * weight (model.md §7.4), the
+// stable sigmoid; clamp only when c > 1e-6.
+extern "C" __global__ void swiglu(const float *g, const float *u, int n, float clamp_c, float weight, float *mid) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float a = g[i], b = u[i];
+    if (clamp_c > 1e-6f) {
+        a = fminf(a, clamp_c);
+        b = fminf(fmaxf(b, -clamp_c), clamp_c);
+    }
+    float sig;
+    if (a >= 0.0f) {
+        sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-a)));
+    } else {
+        float e = expf(a);
+        sig = __fdiv_rn(e, __fadd_rn(1.0f, e));
+    }
+    mid[i] = __fmul_rn(__fmul_rn(__fmul_rn(a, sig), b), weight);
+}
+
+// x[d] = Σ_h w[h] * H[h][d] in h order (model.md §5.2 step 9, §8).
+extern "C" __global__ void hc_weighted_sum(const float *h, const float *w, int n_hc, int d, float *x) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= d) return;
+    float acc = 0.0f;
+    for (int k = 0; k < n_hc; k++) acc = __fadd_rn(acc, __fmul_rn(w[k], h[(size_t)k * d + i]));
+    x[i] = acc;
+}
+
+// Per-channel gated softmax pooling of a compressor frontier (attention.md
+// §8.4): ratio 4 pools slots 0..3 at column j and slots 4..7 at column d+j;
+// other ratios pool slots 0..ratio-1 at column j. One thread per channel.
+extern "C" __global__ void compressor_pool(const float *kv, const float *score, int ratio, int d, int width,
+                                           float *out) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= d) return;
+    int n = ratio == 4 ? 8 : ratio;
+    float m = -INFINITY;
+    for (int t = 0; t < n; t++) {
+        int col = (ratio == 4 && t >= 4) ? d + j : j;
+        m = fmaxf(m, score[(size_t)t * width + col]);
+    }
+    if (m <= -0.5e30f) {
+        out[j] = 0.0f;
+        return;
+    }
+    float num = 0.0f, den = 0.0f;
+    for (int t = 0; t < n; t++) {
+        int col = (ratio == 4 && t >= 4) ? d + j : j;
+        float e = expf(__fsub_rn(score[(size_t)t * width + col], m));
+        num = __fadd_rn(num, __fmul_rn(e, kv[(size_t)t * width + col]));
+        den = __fadd_rn(den, e);
+    }
+    out[j] = __fdiv_rn(num, den);
+}
+
+__device__ __forceinline__ float e2m1_round(float y) {
+    const float table[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+    float a = fabsf(y);
+    int best = 0;
+    for (int i = 1; i < 8; i++) {
+        float db = fabsf(a - table[best]), di = fabsf(a - table[i]);
+        if (di < db || (di == db && (i % 2) == 0)) best = i;
+    }
+    return copysignf(table[best], y);
+}
+
+// Hadamard rotation then FP4 round trip in 32-blocks (attention.md §6.2)
+// of `count` vectors of `dim` (a power of two, at most 1024): one block of
+// `dim` threads per vector, butterflies in shared memory in the CPU's order.
+extern "C" __global__ void indexer_round_trip(float *v, int dim) {
+    __shared__ float buf[1024];
+    float *x = v + (size_t)blockIdx.x * dim;
+    int i = threadIdx.x;
+    buf[i] = x[i];
+    __syncthreads();
+    for (int stride = 1; stride < dim; stride *= 2) {
+        float a = buf[i], partner = buf[i ^ stride];
+        __syncthreads();
+        buf[i] = (i & stride) ? __fsub_rn(partner, a) : __fadd_rn(a, partner);
+        __syncthreads();
+    }
+    float val = __fmul_rn(buf[i], __fdiv_rn(1.0f, __fsqrt_rn((float)dim)));
+    // FP4 in blocks of 32 = one warp each.
+    float amax = fmaxf(warp_max(fabsf(val)), 7.052966104933725e-38f);
+    float scale = pow2_ceil(__fdiv_rn(amax, 6.0f));
+    x[i] = __fmul_rn(e2m1_round(fminf(fmaxf(__fdiv_rn(val, scale), -6.0f), 6.0f)), scale);
+}

@@ -40,7 +40,7 @@ fn warp_grid(items: usize) -> LaunchConfig {
 }
 
 /// The kernels `Gpu::new` loads, by their `extern "C"` names.
-pub const KERNELS: [&str; 15] = [
+pub const KERNELS: [&str; 19] = [
     "quantize_q8_0_act",
     "matvec_q8_0",
     "matvec_f16",
@@ -56,6 +56,10 @@ pub const KERNELS: [&str; 15] = [
     "hc_post",
     "router",
     "sink_attention",
+    "swiglu",
+    "hc_weighted_sum",
+    "compressor_pool",
+    "indexer_round_trip",
 ];
 
 /// Bytes of one Q8_K activation block (`gguf::quant::BlockQ8K`).
@@ -80,6 +84,10 @@ pub struct Gpu {
     hc_post: CudaFunction,
     router: CudaFunction,
     sink_attention: CudaFunction,
+    swiglu: CudaFunction,
+    hc_weighted_sum: CudaFunction,
+    compressor_pool: CudaFunction,
+    indexer_round_trip: CudaFunction,
     /// IQ2_XXS decoding tables (gguf::quant::tables), uploaded once.
     iq2_grid: CudaSlice<u64>,
     ksigns: CudaSlice<u8>,
@@ -110,7 +118,7 @@ impl Gpu {
         let ctx = CudaContext::new(ordinal)?;
         let name = ctx.name()?;
         let module = ctx.load_module(Ptx::from_binary(FATBIN.to_vec()))?;
-        let [quantize_q8_0_act, matvec_q8_0, matvec_f16, quantize_q8_k, matvec_q2_k, matvec_q4_k, matvec_iq2_xxs, rms_norm, rope, fp8_round_trip, f16_round, hc_split, hc_post, router, sink_attention] =
+        let [quantize_q8_0_act, matvec_q8_0, matvec_f16, quantize_q8_k, matvec_q2_k, matvec_q4_k, matvec_iq2_xxs, rms_norm, rope, fp8_round_trip, f16_round, hc_split, hc_post, router, sink_attention, swiglu, hc_weighted_sum, compressor_pool, indexer_round_trip] =
             KERNELS.map(|k| module.load_function(k));
         let stream = ctx.default_stream();
         Ok(Gpu {
@@ -133,6 +141,10 @@ impl Gpu {
             hc_post: hc_post?,
             router: router?,
             sink_attention: sink_attention?,
+            swiglu: swiglu?,
+            hc_weighted_sum: hc_weighted_sum?,
+            compressor_pool: compressor_pool?,
+            indexer_round_trip: indexer_round_trip?,
         })
     }
 
@@ -614,6 +626,105 @@ impl Gpu {
                 grid_dim: (heads as u32, 1, 1),
                 block_dim: (256, 1, 1),
                 shared_mem_bytes: (n_keys * 4) as u32,
+            })
+        }?;
+        Ok(())
+    }
+
+    /// The clamped SwiGLU of an expert, times its route weight (model.md
+    /// §7.4): `mid = (silu(min(g, c)) · clamp(u, ±c)) · weight`.
+    pub fn swiglu(
+        &self,
+        g: &CudaSlice<f32>,
+        u: &CudaSlice<f32>,
+        clamp: f32,
+        weight: f32,
+        mid: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let n = g.len();
+        shape(
+            "SwiGLU",
+            u.len() == n && mid.len() == n,
+            n.to_string(),
+            format!("{}, {}", u.len(), mid.len()),
+        )?;
+        let ni = n as i32;
+        let mut b = self.stream.launch_builder(&self.swiglu);
+        b.arg(g).arg(u).arg(&ni).arg(&clamp).arg(&weight).arg(mid);
+        // SAFETY: swiglu(const float*, const float*, int, float, float,
+        // float*); sizes checked above.
+        unsafe { b.launch(LaunchConfig::for_num_elems(n as u32)) }?;
+        Ok(())
+    }
+
+    /// `x[d] = Σ_h w[h] · H[h][d]` (model.md §5.2 step 9).
+    pub fn hc_weighted_sum(
+        &self,
+        h: &CudaSlice<f32>,
+        w: &CudaSlice<f32>,
+        x: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let (n_hc, d) = (w.len(), x.len());
+        shape(
+            "HC state",
+            h.len() == n_hc * d,
+            format!("{n_hc} streams of {d}"),
+            h.len().to_string(),
+        )?;
+        let (n, di) = (n_hc as i32, d as i32);
+        let mut b = self.stream.launch_builder(&self.hc_weighted_sum);
+        b.arg(h).arg(w).arg(&n).arg(&di).arg(x);
+        // SAFETY: hc_weighted_sum(const float*, const float*, int, int,
+        // float*); sizes checked above.
+        unsafe { b.launch(LaunchConfig::for_num_elems(d as u32)) }?;
+        Ok(())
+    }
+
+    /// Gated softmax pooling of a compressor frontier (`rows x width`
+    /// matrices `kv` and `score`) into a `d`-wide row (attention.md §8.4).
+    pub fn compressor_pool(
+        &self,
+        kv: &CudaSlice<f32>,
+        score: &CudaSlice<f32>,
+        ratio: usize,
+        d: usize,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let (rows, width) = if ratio == 4 { (8, 2 * d) } else { (ratio, d) };
+        shape(
+            "compressor frontier",
+            ratio > 0 && kv.len() == rows * width && score.len() == rows * width && out.len() == d,
+            format!("{rows}x{width} and {d} out"),
+            format!("{}, {}, {}", kv.len(), score.len(), out.len()),
+        )?;
+        let (r, di, w) = (ratio as i32, d as i32, width as i32);
+        let mut b = self.stream.launch_builder(&self.compressor_pool);
+        b.arg(kv).arg(score).arg(&r).arg(&di).arg(&w).arg(out);
+        // SAFETY: compressor_pool(const float*, const float*, int, int, int,
+        // float*); sizes checked above.
+        unsafe { b.launch(LaunchConfig::for_num_elems(d as u32)) }?;
+        Ok(())
+    }
+
+    /// Hadamard + FP4 round trip of each `dim`-vector of `v` (attention.md
+    /// §6.2); `dim` a power of two from 32 to 1024.
+    pub fn indexer_round_trip(&self, v: &mut CudaSlice<f32>, dim: usize) -> Result<()> {
+        shape(
+            "indexer vectors",
+            dim.is_power_of_two() && (32..=1024).contains(&dim) && v.len().is_multiple_of(dim),
+            "vectors of a power of two in 32..=1024".into(),
+            format!("{} values of {dim}", v.len()),
+        )?;
+        let (d, count) = (dim as i32, (v.len() / dim) as u32);
+        let mut b = self.stream.launch_builder(&self.indexer_round_trip);
+        b.arg(v).arg(&d);
+        // SAFETY: indexer_round_trip(float*, int); one block of `dim`
+        // threads per vector, dim <= 1024 (the kernel's shared buffer).
+        unsafe {
+            b.launch(LaunchConfig {
+                grid_dim: (count, 1, 1),
+                block_dim: (dim as u32, 1, 1),
+                shared_mem_bytes: 0,
             })
         }?;
         Ok(())

@@ -463,6 +463,107 @@ fn check_hc_router_attention(gpu: &Gpu, rng: &mut Rng) -> Result<Vec<Check>> {
     Ok(out)
 }
 
+fn check_moe_compressor_indexer(gpu: &Gpu, rng: &mut Rng) -> Result<Vec<Check>> {
+    use model::state::{Frontier, EMPTY_SCORE};
+    let s = &gpu.stream;
+    let mut out = Vec::new();
+    let exact = |name: String, got: &[f32], want: &[f32]| {
+        let same = got.len() == want.len()
+            && got
+                .iter()
+                .zip(want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+        Check {
+            name,
+            worst: if same { 0.0 } else { f64::INFINITY },
+            pass: same,
+        }
+    };
+    let close = |name: String, got: &[f32], want: &[f32], rel: f64| {
+        let bound: Vec<f64> = want
+            .iter()
+            .map(|v| f64::from(v.abs()) * rel + rel)
+            .collect();
+        let worst = worst_ratio(got, want, &bound);
+        Check {
+            name,
+            worst,
+            pass: worst <= 1.0,
+        }
+    };
+    // SwiGLU with the clamp active on some values.
+    let n = 2048;
+    let g: Vec<f32> = (0..n).map(|_| rng.normalish() * 6.0).collect();
+    let u: Vec<f32> = (0..n).map(|_| rng.normalish() * 6.0).collect();
+    let cpu: Vec<f32> = g
+        .iter()
+        .zip(&u)
+        .map(|(&a, &b)| model::moe::swiglu(a, b, 10.0, 0.37))
+        .collect();
+    let (dg, du) = (s.clone_htod(&g)?, s.clone_htod(&u)?);
+    let mut dm = s.alloc_zeros::<f32>(n)?;
+    gpu.swiglu(&dg, &du, 10.0, 0.37, &mut dm)?;
+    out.push(close(
+        format!("swiglu {n} (expf differs by ulps)"),
+        &s.clone_dtoh(&dm)?,
+        &cpu,
+        1e-6,
+    ));
+    // HC collapse.
+    let (n_hc, d) = (4, 4096);
+    let h: Vec<f32> = (0..n_hc * d).map(|_| rng.normalish()).collect();
+    let w: Vec<f32> = (0..n_hc).map(|_| rng.unit().abs()).collect();
+    let cpu = model::hc::weighted_sum(&h, &w);
+    let (dh, dw) = (s.clone_htod(&h)?, s.clone_htod(&w)?);
+    let mut dx = s.alloc_zeros::<f32>(d)?;
+    gpu.hc_weighted_sum(&dh, &dw, &mut dx)?;
+    out.push(exact(
+        format!("hc_weighted_sum {n_hc}x{d} (bit-exact)"),
+        &s.clone_dtoh(&dx)?,
+        &cpu,
+    ));
+    // Compressor pooling: ratio 4 (overlapping, previous window empty and
+    // full) and ratio 128.
+    for (ratio, d, empty_prev) in [(4, 512, true), (4, 128, false), (128, 512, false)] {
+        let mut f = Frontier::new(ratio, d);
+        for (i, (k, sc)) in f.kv.iter_mut().zip(f.score.iter_mut()).enumerate() {
+            *k = rng.normalish();
+            let row = i / f.width;
+            *sc = if empty_prev && ratio == 4 && row < 4 {
+                EMPTY_SCORE
+            } else {
+                rng.normalish() * 3.0
+            };
+        }
+        let cpu = model::compressor::pool(&f, ratio, d);
+        let (dk, dsc) = (s.clone_htod(&f.kv)?, s.clone_htod(&f.score)?);
+        let mut dout = s.alloc_zeros::<f32>(d)?;
+        gpu.compressor_pool(&dk, &dsc, ratio, d, &mut dout)?;
+        out.push(close(
+            format!("compressor_pool ratio {ratio} d {d}"),
+            &s.clone_dtoh(&dout)?,
+            &cpu,
+            1e-6,
+        ));
+    }
+    // Indexer round trip: Hadamard butterflies in the CPU's order, then FP4.
+    for (count, dim) in [(64, 128), (3, 256)] {
+        let v: Vec<f32> = (0..count * dim).map(|_| rng.normalish()).collect();
+        let mut cpu = v.clone();
+        for r in cpu.chunks_mut(dim) {
+            model::qat::indexer_round_trip(r);
+        }
+        let mut dv = s.clone_htod(&v)?;
+        gpu.indexer_round_trip(&mut dv, dim)?;
+        out.push(exact(
+            format!("indexer_round_trip {count}x{dim} (bit-exact)"),
+            &s.clone_dtoh(&dv)?,
+            &cpu,
+        ));
+    }
+    Ok(out)
+}
+
 /// Runs every check; the shapes are Flash's (attention and shared-expert
 /// projections, HC mix, router, routed experts) and odd ones.
 pub fn run(gpu: &Gpu) -> Result<Vec<Check>> {
@@ -489,5 +590,6 @@ pub fn run(gpu: &Gpu) -> Result<Vec<Check>> {
     }
     out.extend(check_stages(gpu, &mut rng)?);
     out.extend(check_hc_router_attention(gpu, &mut rng)?);
+    out.extend(check_moe_compressor_indexer(gpu, &mut rng)?);
     Ok(out)
 }

@@ -22,6 +22,17 @@ pub fn softplus(z: f32) -> f32 {
     }
 }
 
+/// `(silu(min(g, c)) · clamp(u, -c, c)) · weight`, the clamp applied only
+/// when `c > 1e-6` (§7.4, §7.5).
+pub fn swiglu(g: f32, u: f32, clamp: f32, weight: f32) -> f32 {
+    let (g, u) = if clamp > 1e-6 {
+        (g.min(clamp), u.clamp(-clamp, clamp))
+    } else {
+        (g, u)
+    };
+    (g * sigmoid_stable(g)) * u * weight
+}
+
 /// Chosen experts and their weights, in slot order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Route {
@@ -129,7 +140,7 @@ impl Moe<'_> {
         let mut out = vec![0f32; self.cfg.n_embd];
         let mut down = vec![0f32; self.cfg.n_embd];
         for (&e, &rw) in route.experts.iter().zip(&route.weights) {
-            let mid = self.swiglu(&w.gate_exps.expert(e), &w.up_exps.expert(e), &xin, rw)?;
+            let mid = self.mid(&w.gate_exps.expert(e), &w.up_exps.expert(e), &xin, rw)?;
             w.down_exps.expert(e).matvec(&mid, &mut down, num)?;
             for (o, d) in out.iter_mut().zip(&down) {
                 *o += d;
@@ -141,14 +152,14 @@ impl Moe<'_> {
     pub fn shared(&self, x: &[f32]) -> Result<Vec<f32>> {
         let (w, num) = (self.w, self.opts.numerics);
         let xin = Input::new(w.gate_shexp.ty, x, num)?;
-        let mid = self.swiglu(&w.gate_shexp, &w.up_shexp, &xin, 1.0)?;
+        let mid = self.mid(&w.gate_shexp, &w.up_shexp, &xin, 1.0)?;
         let mut out = vec![0f32; self.cfg.n_embd];
         w.down_shexp.matvec(&mid, &mut out, num)?;
         Ok(out)
     }
 
     /// `(silu(min(g, c)) · clamp(u, -c, c)) · weight` (§7.4, §7.5).
-    fn swiglu(&self, gate: &Mat<'_>, up: &Mat<'_>, x: &Input<'_>, weight: f32) -> Result<Vec<f32>> {
+    fn mid(&self, gate: &Mat<'_>, up: &Mat<'_>, x: &Input<'_>, weight: f32) -> Result<Vec<f32>> {
         let num = self.opts.numerics;
         let n = gate.rows;
         let (mut g, mut u) = (vec![0f32; n], vec![0f32; n]);
@@ -157,14 +168,7 @@ impl Moe<'_> {
         let clamp = self.cfg.swiglu_clamp[self.layer];
         Ok(g.iter()
             .zip(&u)
-            .map(|(&g, &u)| {
-                let (g, u) = if clamp > 1e-6 {
-                    (g.min(clamp), u.clamp(-clamp, clamp))
-                } else {
-                    (g, u)
-                };
-                (g * sigmoid_stable(g)) * u * weight
-            })
+            .map(|(&g, &u)| swiglu(g, u, clamp, weight))
             .collect())
     }
 }
