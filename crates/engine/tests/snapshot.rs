@@ -302,6 +302,39 @@ fn bad_snapshots_are_rejected_with_clear_errors() {
     reseal(&mut bad);
     check(&mut s, &bad, "after the last layer");
 
+    // A resealed bit flip in the header (prefill_cap aside: any non-zero
+    // chunk is accepted) or the row counts always fails; a token id may
+    // flip to another valid id.
+    let token_region = p + 52..p + 52 + 4 * 50;
+    let counts = n_comp_at..n_comp_at + 8 * cfg.n_layer;
+    let prefill_cap = header(3)..header(4);
+    for at in (p..p + 52).chain(token_region.clone()).chain(counts) {
+        if prefill_cap.contains(&at) {
+            continue;
+        }
+        let mut bad = good.clone();
+        bad[at] ^= 1 << (at % 8);
+        reseal(&mut bad);
+        let r = s.load_snapshot(&bad);
+        assert!(
+            r.is_err() || token_region.contains(&at),
+            "bit flip at byte {at} accepted"
+        );
+        s = session_at(&b, &toks[..3], ctx);
+    }
+    // Anywhere else it loads or fails cleanly, never panics.
+    let mut x = 12345u64;
+    for _ in 0..100 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let at = p + (x >> 33) as usize % (good.len() - p);
+        let mut bad = good.clone();
+        bad[at] ^= 1 << ((x >> 29) & 7);
+        reseal(&mut bad);
+        let _ = session_at(&b, &toks[..3], ctx).load_snapshot(&bad);
+    }
+
     // A context larger than the session's.
     let mut small = session_at(&b, &toks[..3], 100);
     check(&mut small, &good, "ctx_size");
