@@ -36,6 +36,8 @@ enum Command {
     Selftest(cmd::selftest::Args),
     /// Download one of ds4's published GGUFs and link ./ds4flash.gguf to it.
     Pull(cmd::pull::Args),
+    /// Serve the model over OpenAI- and Anthropic-compatible HTTP APIs.
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         #[cfg(feature = "cuda")]
         Command::Selftest(a) => cmd::selftest::run(a),
         Command::Pull(a) => cmd::pull::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
     }
 }

@@ -10,5 +10,6 @@ pub mod render;
 pub mod run;
 #[cfg(feature = "cuda")]
 pub mod selftest;
+pub mod serve;
 pub mod synth;
 pub mod tokenize;

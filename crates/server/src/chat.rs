@@ -1,0 +1,221 @@
+//! `POST /v1/chat/completions` (spec §4): request parsing, and the
+//! non-streaming response; [`crate::chat_stream`] has the SSE one.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use engine::GenerateOptions;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+use text::dsml::ParseOptions;
+use text::render::{parse_messages, parse_tools, Thinking};
+
+use crate::error::{ApiError, Flavor};
+use crate::models::MODEL_ID;
+use crate::params::{count, present, resolve_thinking, Sampling, Stops, ThinkingInputs};
+use crate::state::AppState;
+use crate::turn::{self, compact_arguments, openai_finish, Usage};
+use crate::{chat_stream, http, ids, prompt, sse};
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    messages: Option<Box<RawValue>>,
+    model: Option<String>,
+    tools: Option<Box<RawValue>>,
+    tool_choice: Option<Value>,
+    max_tokens: Option<f64>,
+    max_completion_tokens: Option<f64>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<f64>,
+    min_p: Option<f64>,
+    seed: Option<f64>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+    #[serde(default, deserialize_with = "present")]
+    thinking: Option<Value>,
+    think: Option<bool>,
+    reasoning_effort: Option<String>,
+    stop: Option<Stops>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+pub async fn handle(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    run(state, body).await.unwrap_or_else(|e| e.into_response())
+}
+
+async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = http::body(body, Flavor::OpenAi)?;
+    let req: ChatRequest = serde_json::from_slice(&body).map_err(|_| ApiError::invalid_json())?;
+    let raw = req
+        .messages
+        .ok_or_else(|| ApiError::bad_request("missing messages"))?;
+    let messages = parse_messages(raw.get()).map_err(|_| ApiError::invalid_json())?;
+    let mut tools = match &req.tools {
+        Some(t) => parse_tools(t.get()).map_err(|_| ApiError::invalid_json())?,
+        None => Vec::new(),
+    };
+    if matches!(&req.tool_choice, Some(Value::String(s)) if s == "none") {
+        tools.clear();
+    }
+    let model = req.model.unwrap_or_else(|| MODEL_ID.to_string());
+    let thinking = resolve_thinking(&ThinkingInputs {
+        model: &model,
+        thinking: req.thinking.as_ref(),
+        think: req.think,
+        efforts: vec![req.reasoning_effort.as_deref()],
+    })?;
+    let prompt = prompt::build(&state, &messages, &tools, thinking, "messages")?;
+    let sampler = Sampling {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        min_p: req.min_p,
+        seed: req.seed,
+    }
+    .resolve(prompt.thinking);
+    let parse = ParseOptions {
+        thinking: prompt.thinking != Thinking::Off,
+        tools: prompt.tools,
+    };
+    let options = GenerateOptions {
+        max_tokens: count(req.max_completion_tokens.or(req.max_tokens))
+            .unwrap_or(state.config.max_tokens),
+        stop_tokens: vec![state.eos],
+        stop_strings: req.stop.unwrap_or_default().0,
+        thinking: parse.thinking,
+        tools: parse.tools,
+        logprobs: 0,
+    };
+    let (mut rx, guard) = state
+        .worker
+        .submit(prompt.tokens, options, sampler)
+        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server shutting down"))?;
+    let id = state.next_id();
+    if req.stream == Some(true) {
+        let usage = turn::prefilled(&mut rx).await?;
+        let include_usage = req.stream_options.and_then(|o| o.include_usage) == Some(true);
+        let s = chat_stream::ChatStream::new(id, model, include_usage, usage);
+        let first = vec![s.role()];
+        return Ok(sse::respond(first, rx, guard, s));
+    }
+    let turn = turn::collect(&mut rx, parse).await?;
+    drop(guard);
+    let calls: Vec<ToolCall> = turn
+        .message
+        .tool_calls
+        .iter()
+        .map(|c| ToolCall {
+            index: None,
+            id: ids::random_id("call_"),
+            kind: "function",
+            function: Function {
+                name: c.name.clone(),
+                arguments: compact_arguments(&c.arguments),
+            },
+        })
+        .collect();
+    let finish = openai_finish(turn.finish, !calls.is_empty());
+    Ok(Json(Completion {
+        id,
+        object: "chat.completion",
+        created: ids::now(),
+        model,
+        choices: [Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content: turn.message.content,
+                reasoning_content: turn.message.reasoning.filter(|r| !r.is_empty()),
+                tool_calls: calls,
+            },
+            finish_reason: finish,
+        }],
+        usage: UsageJson::from(turn.usage),
+    })
+    .into_response())
+}
+
+#[derive(Serialize)]
+struct Completion {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: String,
+    choices: [Choice; 1],
+    usage: UsageJson,
+}
+
+#[derive(Serialize)]
+struct Choice {
+    index: usize,
+    message: AssistantMessage,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct AssistantMessage {
+    role: &'static str,
+    content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ToolCall>,
+}
+
+/// An OpenAI tool call, whole or (streaming) its header.
+#[derive(Serialize)]
+pub struct ToolCall {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: Function,
+}
+
+#[derive(Serialize)]
+pub struct Function {
+    pub name: String,
+    pub arguments: String,
+}
+
+/// OpenAI usage with ds4's cache fields (spec §8.5).
+#[derive(Serialize)]
+pub struct UsageJson {
+    prompt_tokens: usize,
+    completion_tokens: usize,
+    total_tokens: usize,
+    prompt_tokens_details: Details,
+}
+
+#[derive(Serialize)]
+struct Details {
+    cached_tokens: usize,
+    cache_write_tokens: usize,
+}
+
+impl From<Usage> for UsageJson {
+    fn from(u: Usage) -> Self {
+        UsageJson {
+            prompt_tokens: u.prompt,
+            completion_tokens: u.completion,
+            total_tokens: u.prompt + u.completion,
+            prompt_tokens_details: Details {
+                cached_tokens: u.cached.min(u.prompt),
+                cache_write_tokens: u.written(),
+            },
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Server settings that do not depend on the listener.
+
+/// What `ds4rs serve` was started with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Context size of the live session, in tokens.
+    pub ctx: usize,
+    /// Output limit when a request gives none (ds4's `--tokens`).
+    pub max_tokens: usize,
+    /// When set, requests must carry it as `Authorization: Bearer K` or
+    /// `x-api-key: K` (off by default: agents are configured with dummy keys).
+    pub api_key: Option<String>,
+    /// Send `Access-Control-Allow-*` headers on every response.
+    pub cors: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body: usize,
+}
+
+impl Config {
+    /// ds4's defaults for a context of `ctx` tokens: 393216 output tokens at
+    /// most, 64 MiB bodies, no key, no CORS.
+    pub fn new(ctx: usize) -> Self {
+        Config {
+            ctx,
+            max_tokens: 393_216,
+            api_key: None,
+            cors: false,
+            max_body: 64 << 20,
+        }
+    }
+}

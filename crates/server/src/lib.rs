@@ -1,0 +1,76 @@
+//! `ds4rs serve`: DeepSeek V4 Flash behind the OpenAI Chat Completions and
+//! Anthropic Messages protocols, so coding agents can talk to the engine
+//! unchanged (`shared/spec/server-api.md`).
+//!
+//! Shape: axum handles connections on tokio; every request is parsed,
+//! rendered and tokenized on its connection task, then queued to the single
+//! engine worker thread ([`worker`]), which owns the model and the live
+//! session so consecutive requests reuse their common token prefix. Replies
+//! stream back over a per-request channel, so a long generation never blocks
+//! `/health` or a request still being parsed.
+//!
+//! * [`config`]: listener-independent settings.
+//! * [`worker`]: the engine thread and its job queue.
+//! * [`params`]: request knobs shared by the APIs (thinking, sampling, limits).
+//! * [`prompt`]: render + tokenize + context check.
+//! * [`turn`]: a finished turn folded from the worker's replies; usage.
+//! * [`chat`], [`messages`], [`models`]: the endpoints; [`chat_stream`],
+//!   [`messages_stream`] their SSE grammars over [`sse`]; [`messages_input`]
+//!   Anthropic content blocks to the renderer's messages.
+//! * [`ids`]: tool-call ids, seeds, timestamps; [`state`]: shared handler state.
+//! * [`http`]: CORS, preflight, API key, body limit, fallbacks.
+
+pub mod chat;
+pub mod chat_stream;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod messages;
+pub mod messages_input;
+pub mod messages_stream;
+pub mod models;
+pub mod params;
+pub mod prompt;
+pub mod sse;
+pub mod state;
+pub mod turn;
+pub mod worker;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use engine::Backend;
+use text::Tokenizer;
+
+pub use config::Config;
+pub use error::{ApiError, Flavor, ServerError};
+pub use state::AppState;
+
+/// The server's routes over a model; starts the engine worker thread, which
+/// lives as long as the router (and its clones) do.
+pub fn router<B: Backend + 'static>(
+    backend: Arc<B>,
+    tokenizer: Tokenizer,
+    eos: u32,
+    config: Config,
+) -> Result<Router, ServerError> {
+    let tokenizer = Arc::new(tokenizer);
+    let worker = worker::spawn(backend, tokenizer.clone(), config.ctx)?;
+    let state = AppState::new(worker, tokenizer, eos, config);
+    Ok(http::layers(
+        Router::new()
+            .route("/health", get(models::health))
+            .route("/v1/models", get(models::list))
+            .route("/v1/models/{id}", get(models::one))
+            .route("/v1/chat/completions", post(chat::handle))
+            .route("/v1/messages", post(messages::handle)),
+        state,
+    ))
+}
+
+/// Serves `router` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
+}

@@ -1,0 +1,48 @@
+//! What every handler shares: the worker, the tokenizer and the settings.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use text::Tokenizer;
+
+use crate::config::Config;
+use crate::worker::WorkerHandle;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub worker: WorkerHandle,
+    pub tokenizer: Arc<Tokenizer>,
+    pub eos: u32,
+    pub config: Config,
+    requests: AtomicU64,
+}
+
+impl AppState {
+    pub fn new(worker: WorkerHandle, tokenizer: Arc<Tokenizer>, eos: u32, config: Config) -> Self {
+        AppState(Arc::new(Inner {
+            worker,
+            tokenizer,
+            eos,
+            config,
+            requests: AtomicU64::new(0),
+        }))
+    }
+
+    /// The next `chatcmpl-<n>` id: one process-wide counter from 1, shared
+    /// by the endpoints as in ds4.
+    pub fn next_id(&self) -> String {
+        format!(
+            "chatcmpl-{}",
+            self.0.requests.fetch_add(1, Ordering::Relaxed) + 1
+        )
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,194 @@
+//! The engine worker: one OS thread owning the model's live session. Jobs
+//! run strictly one at a time in arrival order (spec §10.1), so the session
+//! always holds the previous request's tokens and the next request only
+//! prefills what differs — the live-session reuse of kv-cache.md.
+//!
+//! Each job carries its own reply channel and cancel flag: the connection
+//! side sets the flag when its client goes away, and the worker stops at the
+//! next chunk or token boundary (or skips the job if it has not started).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+
+use engine::{generate, Backend, Event, Finish, GenerateOptions, Sampler, SamplerConfig, Session};
+use text::{dsml, Tokenizer};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use crate::error::ServerError;
+
+/// One generation request, ready for the engine.
+pub struct Job {
+    pub prompt: Vec<u32>,
+    pub options: GenerateOptions,
+    pub sampler: SamplerConfig,
+    pub cancel: Arc<AtomicBool>,
+    pub replies: UnboundedSender<Reply>,
+}
+
+/// What the worker reports about a job, in order: `Prefilled`, any number of
+/// `Text`, then `Done`; or `Failed` at any point.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// The prompt is in the session; `cached` of its tokens were reused.
+    Prefilled {
+        prompt: usize,
+        cached: usize,
+    },
+    Text(dsml::Event),
+    Done {
+        finish: Finish,
+        completion_tokens: usize,
+        /// The stop string that matched, for a [`Finish::StopString`].
+        stop: Option<String>,
+    },
+    Failed(String),
+}
+
+/// The connection side's handle on the worker.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    jobs: mpsc::Sender<Job>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl WorkerHandle {
+    /// Queues a job; `None` when the worker has stopped.
+    pub fn submit(
+        &self,
+        prompt: Vec<u32>,
+        options: GenerateOptions,
+        sampler: SamplerConfig,
+    ) -> Option<(UnboundedReceiver<Reply>, CancelOnDrop)> {
+        let (tx, rx) = unbounded_channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let job = Job {
+            prompt,
+            options,
+            sampler,
+            cancel: cancel.clone(),
+            replies: tx,
+        };
+        if self.jobs.send(job).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some((rx, CancelOnDrop(cancel)))
+    }
+
+    /// Jobs waiting or running.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// Cancels its job when dropped: held by the code that reads the replies, so
+/// a client that disconnects (axum drops the handler or the stream) stops
+/// its generation.
+pub struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts the worker thread over a session of `ctx` tokens.
+pub fn spawn<B: Backend + 'static>(
+    backend: Arc<B>,
+    tokenizer: Arc<Tokenizer>,
+    ctx: usize,
+) -> Result<WorkerHandle, ServerError> {
+    let (jobs, rx) = mpsc::channel::<Job>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let q = queued.clone();
+    std::thread::Builder::new()
+        .name("ds4rs-engine".into())
+        .spawn(move || {
+            let mut session = Session::new(backend, ctx);
+            for job in rx {
+                if !job.cancel.load(Ordering::Relaxed) {
+                    run(&mut session, &tokenizer, job);
+                }
+                q.fetch_sub(1, Ordering::Relaxed);
+            }
+        })
+        .map_err(ServerError::Worker)?;
+    Ok(WorkerHandle { jobs, queued })
+}
+
+fn run<B: Backend>(session: &mut Session<B>, tokenizer: &Tokenizer, mut job: Job) {
+    let send = |r: Reply| job.replies.send(r).is_ok();
+    let mut sampler = match Sampler::new(job.sampler) {
+        Ok(s) => s,
+        Err(e) => {
+            send(Reply::Failed(e.to_string()));
+            return;
+        }
+    };
+    // Synced here rather than inside `generate` so the cache numbers are
+    // known before the first token (Anthropic's message_start carries them).
+    let evaluated = match session.sync(&job.prompt, &mut |_, _| {}, &job.cancel) {
+        Ok(n) => n,
+        Err(e) => {
+            send(Reply::Failed(e.to_string()));
+            return;
+        }
+    };
+    if session.tokens() != job.prompt.as_slice() {
+        return; // cancelled during prefill
+    }
+    let prompt = job.prompt.len();
+    if !send(Reply::Prefilled {
+        prompt,
+        cached: prompt.saturating_sub(evaluated),
+    }) {
+        return;
+    }
+    let room = session.ctx().saturating_sub(prompt);
+    job.options.max_tokens = job.options.max_tokens.min(room);
+    let cancel = job.cancel.clone();
+    let replies = job.replies.clone();
+    let result = generate(
+        session,
+        tokenizer,
+        &job.prompt,
+        &job.options,
+        &mut sampler,
+        &mut |_, _| {},
+        &mut |e| {
+            if let Event::Text(t) = e {
+                if replies.send(Reply::Text(t)).is_err() {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        },
+        &job.cancel,
+    );
+    match result {
+        Ok(g) => {
+            let stop = (g.finish == Finish::StopString)
+                .then(|| matched_stop(tokenizer, &g.tokens, &job.options.stop_strings))
+                .flatten();
+            send(Reply::Done {
+                finish: g.finish,
+                completion_tokens: g.tokens.len(),
+                stop,
+            });
+        }
+        Err(e) => {
+            send(Reply::Failed(e.to_string()));
+        }
+    }
+}
+
+/// The stop string that ended the output: the one matching earliest.
+fn matched_stop(tokenizer: &Tokenizer, tokens: &[u32], stops: &[String]) -> Option<String> {
+    let text = String::from_utf8_lossy(&tokenizer.decode(tokens)).into_owned();
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, s)| s.clone())
+}

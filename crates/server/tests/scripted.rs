@@ -1,0 +1,319 @@
+//! Deterministic protocol tests: a scripted backend emits fixed text through
+//! the real tokenizer, generation loop and DSML parser, so reasoning splits,
+//! tool calls (whole and streamed), stop sequences and the SSE grammars of
+//! both APIs can be checked exactly.
+
+mod common;
+
+use common::{post, scripted_server};
+use serde_json::{json, Value};
+
+/// Reasoning, a sentence, then one call with a string and a JSON parameter.
+const TOOL_SCRIPT: &str = "I should list files.</think>Let me look.\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"bash\">\n<｜DSML｜parameter name=\"command\" string=\"true\">ls -la; pwd</｜DSML｜parameter>\n<｜DSML｜parameter name=\"timeout\" string=\"false\">30</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
+
+const TOOLS: &str = r#"[{"type":"function","function":{"name":"bash","description":"Run a command","parameters":{"type":"object","properties":{"command":{"type":"string"},"timeout":{"type":"integer"}}}}}]"#;
+
+fn server(script: &str) -> String {
+    scripted_server(script, server::Config::new(4096))
+}
+
+fn chat_body(extra: &str) -> String {
+    format!(
+        r#"{{"model":"deepseek-v4-flash","messages":[{{"role":"user","content":"list files"}}],"tools":{TOOLS}{extra}}}"#
+    )
+}
+
+#[test]
+fn chat_tool_call_non_streaming() {
+    let url = server(TOOL_SCRIPT);
+    let r = post(&format!("{url}/v1/chat/completions"), &chat_body(""));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    let m = &choice["message"];
+    assert_eq!(m["role"], "assistant");
+    assert_eq!(m["content"], "Let me look.");
+    assert_eq!(m["reasoning_content"], "I should list files.");
+    let call = &m["tool_calls"][0];
+    assert_eq!(call["type"], "function");
+    let id = call["id"].as_str().unwrap();
+    assert!(id.starts_with("call_") && id.len() == 5 + 32, "{id}");
+    assert_eq!(call["function"]["name"], "bash");
+    assert_eq!(
+        call["function"]["arguments"],
+        r#"{"command":"ls -la; pwd","timeout":30}"#
+    );
+    let u = &v["usage"];
+    assert!(u["prompt_tokens"].as_u64().unwrap() > 10);
+    assert_eq!(
+        u["total_tokens"].as_u64().unwrap(),
+        u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn chat_tool_call_streams_argument_deltas() {
+    let url = server(TOOL_SCRIPT);
+    let r = post(
+        &format!("{url}/v1/chat/completions"),
+        &chat_body(r#","stream":true,"stream_options":{"include_usage":true}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.content_type.starts_with("text/event-stream"),
+        "{}",
+        r.content_type
+    );
+    let events = r.events();
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|(name, d)| {
+            assert!(name.is_none(), "chat chunks have no event names");
+            serde_json::from_str(d).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role": "assistant"})
+    );
+    let (mut reasoning, mut content, mut args, mut headers) =
+        (String::new(), String::new(), String::new(), Vec::new());
+    let mut finish = None;
+    let mut usage = None;
+    for c in &chunks {
+        assert_eq!(c["object"], "chat.completion.chunk");
+        if c["choices"].as_array().unwrap().is_empty() {
+            usage = Some(c["usage"].clone());
+            continue;
+        }
+        let d = &c["choices"][0]["delta"];
+        reasoning += d["reasoning_content"].as_str().unwrap_or("");
+        content += d["content"].as_str().unwrap_or("");
+        if let Some(calls) = d["tool_calls"].as_array() {
+            let call = &calls[0];
+            assert_eq!(call["index"], 0);
+            if let Some(id) = call["id"].as_str() {
+                headers.push((id.to_string(), call["function"]["name"].clone()));
+            }
+            args += call["function"]["arguments"].as_str().unwrap();
+        }
+        if let Some(f) = c["choices"][0]["finish_reason"].as_str() {
+            finish = Some(f.to_string());
+        }
+    }
+    assert_eq!(reasoning, "I should list files.");
+    assert_eq!(content, "Let me look.");
+    assert_eq!(headers.len(), 1);
+    assert!(headers[0].0.starts_with("call_"));
+    assert_eq!(headers[0].1, "bash");
+    let parsed: Value = serde_json::from_str(&args).unwrap();
+    assert_eq!(parsed, json!({"command": "ls -la; pwd", "timeout": 30}));
+    assert_eq!(finish.as_deref(), Some("tool_calls"));
+    let usage = usage.expect("usage chunk");
+    assert!(usage["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(!r.body.contains("DSML"), "raw DSML leaked: {}", r.body);
+}
+
+#[test]
+fn tool_choice_none_leaves_dsml_as_text() {
+    let url = server(TOOL_SCRIPT);
+    let r = post(
+        &format!("{url}/v1/chat/completions"),
+        &chat_body(r#","tool_choice":"none""#),
+    );
+    let v = r.json();
+    let m = &v["choices"][0]["message"];
+    assert!(m.get("tool_calls").is_none(), "{m}");
+    assert!(m["content"].as_str().unwrap().contains("<｜DSML｜invoke"));
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+}
+
+#[test]
+fn messages_tool_use_non_streaming() {
+    let url = server(TOOL_SCRIPT);
+    let body = r#"{"model":"claude-sonnet-4","max_tokens":200,"system":[{"type":"text","text":"x-anthropic-billing: 1"},{"type":"text","text":"Be brief."}],
+        "tools":[{"name":"bash","description":"Run","input_schema":{"type":"object","properties":{"command":{"type":"string"}}}}],
+        "messages":[{"role":"user","content":[{"type":"text","text":"list files"}]}]}"#;
+    let r = post(&format!("{url}/v1/messages"), body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["model"], "claude-sonnet-4");
+    assert_eq!(v["stop_reason"], "tool_use");
+    assert_eq!(v["stop_sequence"], Value::Null);
+    let c = v["content"].as_array().unwrap();
+    assert_eq!(c.len(), 3, "{c:?}");
+    assert_eq!(c[0]["type"], "thinking");
+    assert_eq!(c[0]["thinking"], "I should list files.");
+    assert_eq!(c[0]["signature"], v["id"]);
+    assert_eq!(c[1], json!({"type": "text", "text": "Let me look."}));
+    assert_eq!(c[2]["type"], "tool_use");
+    assert!(c[2]["id"].as_str().unwrap().starts_with("toolu_"));
+    assert_eq!(
+        c[2]["input"],
+        json!({"command": "ls -la; pwd", "timeout": 30})
+    );
+    let u = &v["usage"];
+    assert_eq!(u["input_tokens"], 0);
+    assert!(u["cache_creation_input_tokens"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn messages_stream_follows_anthropic_event_order() {
+    let url = server(TOOL_SCRIPT);
+    let body = r#"{"model":"claude-x","max_tokens":200,"stream":true,
+        "tools":[{"name":"bash","input_schema":{"type":"object"}}],
+        "messages":[{"role":"user","content":"list files"}]}"#;
+    let r = post(&format!("{url}/v1/messages"), body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let events: Vec<(String, Value)> = r
+        .events()
+        .into_iter()
+        .map(|(n, d)| (n.expect("named event"), serde_json::from_str(&d).unwrap()))
+        .collect();
+    for (name, v) in &events {
+        assert_eq!(&v["type"], name);
+    }
+    // Collapse runs of deltas to see the block structure.
+    let mut shape: Vec<String> = Vec::new();
+    for (name, v) in &events {
+        let label = match name.as_str() {
+            "content_block_start" => {
+                format!("start:{}", v["content_block"]["type"].as_str().unwrap())
+            }
+            "content_block_delta" => format!("delta:{}", v["delta"]["type"].as_str().unwrap()),
+            other => other.to_string(),
+        };
+        if shape.last() != Some(&label) {
+            shape.push(label);
+        }
+    }
+    assert_eq!(
+        shape,
+        [
+            "message_start",
+            "start:thinking",
+            "delta:thinking_delta",
+            "delta:signature_delta",
+            "content_block_stop",
+            "start:text",
+            "delta:text_delta",
+            "content_block_stop",
+            "start:tool_use",
+            "delta:input_json_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    let start = &events[0].1["message"];
+    assert_eq!(start["usage"]["output_tokens"], 0);
+    assert!(
+        start["usage"]["cache_creation_input_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let mut json_text = String::new();
+    let mut indexes = Vec::new();
+    for (name, v) in &events {
+        if name == "content_block_start" {
+            indexes.push(v["index"].as_u64().unwrap());
+        }
+        if v["delta"]["type"] == "input_json_delta" {
+            json_text += v["delta"]["partial_json"].as_str().unwrap();
+        }
+    }
+    assert_eq!(indexes, [0, 1, 2]);
+    let input: Value = serde_json::from_str(&json_text).unwrap();
+    assert_eq!(input, json!({"command": "ls -la; pwd", "timeout": 30}));
+    let delta = &events[events.len() - 2].1;
+    assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+    assert!(delta["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    assert!(!r.body.contains("DSML") && !r.body.contains("</think>"));
+}
+
+#[test]
+fn stop_sequences_cut_output_and_report_the_match() {
+    let url = server("Hello there. STOP here and more text.");
+    let r = post(
+        &format!("{url}/v1/chat/completions"),
+        r#"{"messages":[{"role":"user","content":"hi"}],"think":false,"stop":["STOP",7,""]}"#,
+    );
+    let v = r.json();
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello there. ");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(v["choices"][0]["message"]
+        .get("reasoning_content")
+        .is_none());
+
+    let r = post(
+        &format!("{url}/v1/messages"),
+        r#"{"max_tokens":50,"messages":[{"role":"user","content":"hi"}],"thinking":{"type":"disabled"},"stop_sequences":["more","STOP"]}"#,
+    );
+    let v = r.json();
+    assert_eq!(
+        v["content"],
+        json!([{"type": "text", "text": "Hello there. "}])
+    );
+    assert_eq!(v["stop_reason"], "stop_sequence");
+    assert_eq!(v["stop_sequence"], "STOP");
+}
+
+#[test]
+fn max_tokens_ends_with_length_and_unfinished_reasoning_stays_reasoning() {
+    let url = server("Thinking hard about this problem for a while.</think>Answer.");
+    let r = post(
+        &format!("{url}/v1/chat/completions"),
+        r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":3}"#,
+    );
+    let v = r.json();
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 3);
+    assert_eq!(v["choices"][0]["message"]["content"], "");
+    assert!(!v["choices"][0]["message"]["reasoning_content"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+
+    let r = post(
+        &format!("{url}/v1/messages"),
+        r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":3}"#,
+    );
+    let v = r.json();
+    assert_eq!(v["stop_reason"], "max_tokens");
+    let c = v["content"].as_array().unwrap();
+    assert_eq!(c[0]["type"], "thinking");
+    assert_eq!(c[1], json!({"type": "text", "text": ""}));
+}
+
+#[test]
+fn a_repeated_conversation_reuses_the_live_prefix() {
+    let url = server("Sure.");
+    let first = r#"{"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"one"}],"think":false}"#;
+    let a = post(&format!("{url}/v1/chat/completions"), first).json();
+    assert_eq!(a["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    let second = r#"{"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"one"},{"role":"assistant","content":"Sure."},{"role":"user","content":"two"}],"think":false}"#;
+    let b = post(&format!("{url}/v1/chat/completions"), second).json();
+    let u = &b["usage"];
+    let (p, cached, written) = (
+        u["prompt_tokens"].as_u64().unwrap(),
+        u["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap(),
+        u["prompt_tokens_details"]["cache_write_tokens"]
+            .as_u64()
+            .unwrap(),
+    );
+    // The whole first prompt plus the generated reply is reused.
+    assert!(
+        cached >= a["usage"]["prompt_tokens"].as_u64().unwrap(),
+        "{u}"
+    );
+    assert_eq!(cached + written, p);
+    assert!(written > 0 && written < 10, "{u}");
+}
