@@ -19,7 +19,7 @@ use crate::models::MODEL_ID;
 use crate::params::{count, present, resolve_thinking, Sampling, Stops, ThinkingInputs};
 use crate::state::AppState;
 use crate::turn::{self, compact_arguments, openai_finish, Usage};
-use crate::{chat_stream, http, ids, prompt, sse};
+use crate::{chat_stream, http, ids, json_body, prompt, sse};
 
 #[derive(Deserialize)]
 struct ChatRequest {
@@ -57,7 +57,7 @@ pub async fn handle(
 
 async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let body = http::body(body, Flavor::OpenAi)?;
-    let req: ChatRequest = serde_json::from_slice(&body).map_err(|_| ApiError::invalid_json())?;
+    let req: ChatRequest = json_body::parse(&body)?;
     let raw = req
         .messages
         .ok_or_else(|| ApiError::bad_request("missing messages"))?;

@@ -1,9 +1,8 @@
 //! Errors: startup failures ([`ServerError`]) and request failures
 //! ([`ApiError`]), which each API reports in its own JSON shape.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 
 /// Why the server could not start.
@@ -85,11 +84,12 @@ impl ApiError {
         }
     }
 
-    /// The JSON body in this error's flavor.
-    pub fn body(&self) -> serde_json::Value {
+    /// The JSON body in this error's flavor (serialized from structs so
+    /// keys keep the order the APIs document).
+    pub fn body(&self) -> String {
         let (n_prompt_tokens, n_ctx) = self.overflow.unzip();
         match self.flavor {
-            Flavor::OpenAi => serde_json::to_value(OpenAiBody {
+            Flavor::OpenAi => serde_json::to_string(&OpenAiBody {
                 error: OpenAiError {
                     message: &self.message,
                     kind: if self.status.is_server_error() {
@@ -103,7 +103,7 @@ impl ApiError {
                     n_ctx,
                 },
             }),
-            Flavor::Anthropic => serde_json::to_value(AnthropicBody {
+            Flavor::Anthropic => serde_json::to_string(&AnthropicBody {
                 kind: "error",
                 error: AnthropicError {
                     kind: self.anthropic_type(),
@@ -157,6 +157,7 @@ struct AnthropicError<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let json = [(header::CONTENT_TYPE, "application/json")];
+        (self.status, json, self.body()).into_response()
     }
 }

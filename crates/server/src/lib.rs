@@ -11,6 +11,7 @@
 //!
 //! * [`config`]: listener-independent settings.
 //! * [`worker`]: the engine thread and its job queue.
+//! * [`json_body`]: bodies to typed requests, with a nesting limit.
 //! * [`params`]: request knobs shared by the APIs (thinking, sampling, limits).
 //! * [`prompt`]: render + tokenize + context check.
 //! * [`turn`]: a finished turn folded from the worker's replies; usage.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod json_body;
 pub mod messages;
 pub mod messages_input;
 pub mod messages_stream;

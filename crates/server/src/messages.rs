@@ -20,7 +20,7 @@ use crate::models::MODEL_ID;
 use crate::params::{count, present, resolve_thinking, Sampling, Stops, ThinkingInputs};
 use crate::state::AppState;
 use crate::turn::{self, anthropic_stop, compact_arguments, Usage};
-use crate::{http, ids, messages_input, messages_stream, prompt, sse};
+use crate::{http, ids, json_body, messages_input, messages_stream, prompt, sse};
 
 #[derive(Deserialize)]
 struct MessagesRequest {
@@ -57,8 +57,7 @@ pub async fn handle(
 
 async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let body = http::body(body, Flavor::Anthropic)?;
-    let req: MessagesRequest =
-        serde_json::from_slice(&body).map_err(|_| ApiError::invalid_json())?;
+    let req: MessagesRequest = json_body::parse(&body)?;
     let raw = req
         .messages
         .as_ref()

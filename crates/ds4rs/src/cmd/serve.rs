@@ -58,7 +58,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
-        eprintln!("ds4rs: listening on http://{addr}");
+        // The bound address, so `--port 0` reports the port it got.
+        let bound = listener.local_addr().context("reading the bound address")?;
+        eprintln!("ds4rs: listening on http://{bound}");
         server::serve(listener, router).await.context("serving")
     })
 }
