@@ -1,0 +1,74 @@
+"""The official `openai` SDK against ds4rs serve.
+
+argv: TOOL_URL (scripted: reasoning, text, one bash call) TEXT_URL (scripted:
+"Hello there. STOP here and more text."). Exits non-zero on any mismatch.
+"""
+import json
+import sys
+
+import openai
+
+tool_url, text_url = sys.argv[1], sys.argv[2]
+TOOLS = [{"type": "function", "function": {"name": "bash", "description": "Run a command",
+          "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}}}]
+MSGS = [{"role": "user", "content": "list files"}]
+ARGS = {"command": "ls -la; pwd", "timeout": 30}
+
+tools = openai.OpenAI(base_url=tool_url + "/v1", api_key="dsv4-local")
+text = openai.OpenAI(base_url=text_url + "/v1", api_key="dsv4-local")
+
+assert [m.id for m in tools.models.list().data] == ["deepseek-v4-flash"]
+assert tools.models.retrieve("deepseek-chat").id == "deepseek-chat"
+
+r = tools.chat.completions.create(model="deepseek-v4-flash", messages=MSGS, tools=TOOLS)
+c = r.choices[0]
+assert c.finish_reason == "tool_calls", c
+assert c.message.content == "Let me look.", c.message
+assert c.message.model_extra["reasoning_content"] == "I should list files."
+call = c.message.tool_calls[0]
+assert call.id.startswith("call_") and call.function.name == "bash"
+assert json.loads(call.function.arguments) == ARGS
+assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+assert r.usage.prompt_tokens_details.cached_tokens is not None
+
+# Round trip: the call and its result go back; the reply is another call.
+follow = MSGS + [c.message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": "main.rs"}]
+r2 = tools.chat.completions.create(model="deepseek-v4-flash", messages=follow, tools=TOOLS)
+assert r2.choices[0].finish_reason == "tool_calls"
+assert r2.usage.prompt_tokens_details.cached_tokens > 0, r2.usage
+
+stream = tools.chat.completions.create(model="deepseek-v4-flash", messages=MSGS, tools=TOOLS,
+                                       stream=True, stream_options={"include_usage": True})
+reasoning, content, args, names, finish, usage = "", "", "", [], None, None
+for chunk in stream:
+    if chunk.usage:
+        usage = chunk.usage
+    if not chunk.choices:
+        continue
+    d = chunk.choices[0].delta
+    reasoning += (d.model_extra or {}).get("reasoning_content") or ""
+    content += d.content or ""
+    for tc in d.tool_calls or []:
+        if tc.function.name:
+            names.append(tc.function.name)
+        args += tc.function.arguments or ""
+    finish = chunk.choices[0].finish_reason or finish
+assert (reasoning, content, names, finish) == ("I should list files.", "Let me look.", ["bash"], "tool_calls"), (reasoning, content, names, finish)
+assert json.loads(args) == ARGS
+assert usage and usage.completion_tokens > 0
+
+r = text.chat.completions.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}],
+                                 stop=["STOP"], max_tokens=100)
+assert r.choices[0].message.content == "Hello there. ", r.choices[0].message
+assert r.choices[0].finish_reason == "stop"
+r = text.chat.completions.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}],
+                                 max_tokens=2)
+assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 2
+
+try:
+    text.chat.completions.create(model="deepseek-chat", messages="nope")
+    raise AssertionError("bad request accepted")
+except openai.BadRequestError as e:
+    assert e.status_code == 400 and "invalid JSON request" in str(e)
+print("openai sdk ok")
