@@ -104,11 +104,9 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
         .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server shutting down"))?;
     let id = state.next_id();
     if req.stream == Some(true) {
-        let usage = turn::prefilled(&mut rx).await?;
         let include_usage = req.stream_options.and_then(|o| o.include_usage) == Some(true);
-        let s = chat_stream::ChatStream::new(id, model, include_usage, usage);
-        let first = vec![s.role()];
-        return Ok(sse::respond(first, rx, guard, s));
+        let s = chat_stream::ChatStream::new(id, model, include_usage);
+        return Ok(sse::respond(rx, guard, s, state.config.keepalive));
     }
     let turn = turn::collect(&mut rx, parse).await?;
     drop(guard);

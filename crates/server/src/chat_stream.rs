@@ -84,20 +84,20 @@ struct ErrorBody<'a> {
 }
 
 impl ChatStream {
-    pub fn new(id: String, model: String, include_usage: bool, usage: Usage) -> Self {
+    pub fn new(id: String, model: String, include_usage: bool) -> Self {
         ChatStream {
             id,
             model,
             created: ids::now(),
             include_usage,
-            usage,
+            usage: Usage::default(),
             calls: Vec::new(),
             aborted: false,
         }
     }
 
     /// The opening `{"role":"assistant"}` chunk.
-    pub fn role(&self) -> Event {
+    fn role(&self) -> Event {
         self.delta(
             Delta {
                 role: Some("assistant"),
@@ -211,7 +211,14 @@ impl Projector for ChatStream {
                 ..
             } => (self.finish(finish, completion_tokens), true),
             Reply::Failed(msg) => (vec![error_event(&msg)], true),
-            Reply::Prefilled { .. } => (Vec::new(), false),
+            Reply::Prefilled { prompt, cached } => {
+                self.usage = Usage {
+                    prompt,
+                    cached,
+                    completion: 0,
+                };
+                (vec![self.role()], false)
+            }
         }
     }
 

@@ -1,5 +1,7 @@
 //! Server settings that do not depend on the listener.
 
+use std::time::Duration;
+
 /// What `ds4rs serve` was started with.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -14,11 +16,14 @@ pub struct Config {
     pub cors: bool,
     /// Largest request body accepted, in bytes.
     pub max_body: usize,
+    /// Silence after which a streaming response gets an SSE comment line,
+    /// so clients and proxies do not time out during a long prefill.
+    pub keepalive: Duration,
 }
 
 impl Config {
     /// ds4's defaults for a context of `ctx` tokens: 393216 output tokens at
-    /// most, 64 MiB bodies, no key, no CORS.
+    /// most, 64 MiB bodies, no key, no CORS, keepalive after 5 s.
     pub fn new(ctx: usize) -> Self {
         Config {
             ctx,
@@ -26,6 +31,7 @@ impl Config {
             api_key: None,
             cors: false,
             max_body: 64 << 20,
+            keepalive: Duration::from_secs(5),
         }
     }
 }

@@ -115,10 +115,8 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
         .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server shutting down"))?;
     let id = state.next_id();
     if req.stream == Some(true) {
-        let usage = turn::prefilled(&mut rx).await?;
         let s = messages_stream::MessagesStream::new(id, model);
-        let first = vec![s.start(usage)];
-        return Ok(sse::respond(first, rx, guard, s));
+        return Ok(sse::respond(rx, guard, s, state.config.keepalive));
     }
     let turn = turn::collect(&mut rx, parse).await?;
     drop(guard);

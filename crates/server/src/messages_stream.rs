@@ -152,7 +152,7 @@ impl MessagesStream {
 
     /// `message_start`, sent once the prompt is in the session so its cache
     /// numbers are final.
-    pub fn start(&self, usage: Usage) -> Event {
+    fn start(&self, usage: Usage) -> Event {
         ev(&Payload::MessageStart {
             message: StartMessage {
                 id: &self.id,
@@ -286,7 +286,14 @@ impl Projector for MessagesStream {
                 stop,
             } => (self.finish(finish, completion_tokens, stop), true),
             Reply::Failed(msg) => (vec![error_event(&msg)], true),
-            Reply::Prefilled { .. } => (Vec::new(), false),
+            Reply::Prefilled { prompt, cached } => {
+                let usage = Usage {
+                    prompt,
+                    cached,
+                    completion: 0,
+                };
+                (vec![self.start(usage)], false)
+            }
         }
     }
 

@@ -2,10 +2,17 @@
 //! [`Projector`] that maps one reply to the events it causes. The job's
 //! cancel guard lives inside the stream, so a client that disconnects (axum
 //! drops the body) cancels the generation at the next token.
+//!
+//! Headers go out as soon as the job is queued, and a comment line is sent
+//! whenever the stream has been idle for the keepalive interval: a prefill
+//! of a long agent prompt takes minutes on a CPU, longer than clients wait
+//! for response headers or between bytes (spec §10.2). Failures after that
+//! point are reported in-band (§8.3).
 
 use std::convert::Infallible;
+use std::time::Duration;
 
-use axum::response::sse::{Event, Sse};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -20,12 +27,13 @@ pub trait Projector: Send + 'static {
     fn lost(&mut self) -> Vec<Event>;
 }
 
-/// An SSE response: `first` (sent at once), then the projected replies.
+/// An SSE response of the projected replies, with keepalive comments
+/// after `keepalive` of silence.
 pub fn respond<P: Projector>(
-    first: Vec<Event>,
     rx: UnboundedReceiver<Reply>,
     guard: CancelOnDrop,
     projector: P,
+    keepalive: Duration,
 ) -> Response {
     let rest = stream::unfold(Some((rx, guard, projector)), |st| async move {
         let (mut rx, guard, mut p) = st?;
@@ -37,10 +45,10 @@ pub fn respond<P: Projector>(
             None => Some((p.lost(), None)),
         }
     });
-    let events = stream::iter([first])
-        .chain(rest)
-        .flat_map(|evs| stream::iter(evs.into_iter().map(Ok::<Event, Infallible>)));
-    Sse::new(events).into_response()
+    let events = rest.flat_map(|evs| stream::iter(evs.into_iter().map(Ok::<Event, Infallible>)));
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(keepalive).text("keepalive"))
+        .into_response()
 }
 
 /// A `data:`-only event carrying `value` as JSON.

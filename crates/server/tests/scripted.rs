@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{post, scripted_server};
+use std::time::Duration;
+
+use common::{post, scripted_server, slow_scripted_server};
 use serde_json::{json, Value};
 
 /// Reasoning, a sentence, then one call with a string and a JSON parameter.
@@ -316,4 +318,28 @@ fn a_repeated_conversation_reuses_the_live_prefix() {
     );
     assert_eq!(cached + written, p);
     assert!(written > 0 && written < 10, "{u}");
+}
+
+#[test]
+fn streams_send_keepalive_comments_during_a_slow_prefill() {
+    let mut config = server::Config::new(4096);
+    config.keepalive = Duration::from_millis(50);
+    let url = slow_scripted_server("Sure.", config, Duration::from_millis(600));
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            r#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+        ),
+        (
+            "/v1/messages",
+            r#"{"max_tokens":9,"messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+        ),
+    ] {
+        let r = post(&format!("{url}{path}"), body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let first_data = r.body.find("data: ").unwrap();
+        let keepalive = r.body.find(": keepalive\n\n").expect("keepalive comment");
+        assert!(keepalive < first_data, "{}", r.body);
+        assert!(r.body.trim_end().ends_with("[DONE]") || r.body.contains("message_stop"));
+    }
 }

@@ -60,10 +60,16 @@ pub fn tiny_server(ctx: usize) -> String {
 /// A server over a [`Scripted`] backend answering every request with
 /// `script`.
 pub fn scripted_server(script: &str, config: server::Config) -> String {
+    slow_scripted_server(script, config, Duration::ZERO)
+}
+
+/// As [`scripted_server`], with every prefill taking `delay`.
+pub fn slow_scripted_server(script: &str, config: server::Config, delay: Duration) -> String {
     let tok = v4_tokenizer();
     let eos = tok.token_to_id("<｜end▁of▁sentence｜>").unwrap();
-    let backend = Arc::new(Scripted::new(&tok, script, eos));
-    start(server::router(backend, tok, eos, config).unwrap())
+    let mut backend = Scripted::new(&tok, script, eos);
+    backend.delay = delay;
+    start(server::router(Arc::new(backend), tok, eos, config).unwrap())
 }
 
 /// Serves `router` on an ephemeral 127.0.0.1 port from a background runtime.
@@ -157,6 +163,8 @@ pub struct Scripted {
     cfg: ModelConfig,
     script: Vec<u32>,
     eos: u32,
+    /// Time each prefill takes (a long prompt on a slow machine).
+    pub delay: Duration,
 }
 
 impl Scripted {
@@ -167,6 +175,7 @@ impl Scripted {
             cfg,
             script: tok.encode(script),
             eos,
+            delay: Duration::ZERO,
         }
     }
 
@@ -208,6 +217,7 @@ impl Backend for Scripted {
         progress: &mut dyn FnMut(usize),
         _: &AtomicBool,
     ) -> engine::Result<Prefilled> {
+        std::thread::sleep(self.delay);
         st.0.extend_from_slice(tokens);
         st.2 = st.0.len();
         progress(tokens.len());
