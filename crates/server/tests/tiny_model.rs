@@ -145,3 +145,31 @@ fn health_answers_during_generation_and_a_dropped_stream_cancels_its_job() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_client_leaving_a_non_streaming_request_cancels_its_job() {
+    let url = tiny_server(8192);
+    let addr = url.trim_start_matches("http://").to_string();
+    let body = r#"{"messages":[{"role":"user","content":"Tell a long story"}],"think":false,"max_tokens":8000}"#;
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let t = Instant::now();
+    while queued(&url) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10), "job never queued");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(s);
+    let t = Instant::now();
+    while queued(&url) != 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "job not cancelled after the client left"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
