@@ -15,6 +15,7 @@ use text::dsml::ParseOptions;
 use text::render::{parse_messages, parse_tools, Thinking};
 
 use crate::error::{ApiError, Flavor};
+use crate::metrics::Metrics;
 use crate::models::MODEL_ID;
 use crate::params::{count, present, resolve_thinking, Sampling, Stops, ThinkingInputs};
 use crate::state::AppState;
@@ -52,7 +53,12 @@ pub async fn handle(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    run(state, body).await.unwrap_or_else(|e| e.into_response())
+    Metrics::add(&state.metrics.chat_requests, 1);
+    let metrics = state.metrics.clone();
+    run(state, body).await.unwrap_or_else(|e| {
+        Metrics::add(&metrics.rejected, 1);
+        e.into_response()
+    })
 }
 
 async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {

@@ -19,6 +19,7 @@
 //!   [`messages_stream`] their SSE grammars over [`sse`]; [`messages_input`]
 //!   Anthropic content blocks to the renderer's messages.
 //! * [`ids`]: tool-call ids, seeds, timestamps; [`state`]: shared handler state.
+//! * [`metrics`]: `GET /metrics` counters, shared with the worker.
 //! * [`http`]: CORS, preflight, API key, body limit, fallbacks.
 
 pub mod chat;
@@ -31,6 +32,7 @@ pub mod json_body;
 pub mod messages;
 pub mod messages_input;
 pub mod messages_stream;
+pub mod metrics;
 pub mod models;
 pub mod params;
 pub mod prompt;
@@ -59,11 +61,13 @@ pub fn router<B: Backend + 'static>(
     config: Config,
 ) -> Result<Router, ServerError> {
     let tokenizer = Arc::new(tokenizer);
-    let worker = worker::spawn(backend, tokenizer.clone(), config.ctx)?;
-    let state = AppState::new(worker, tokenizer, eos, config);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let worker = worker::spawn(backend, tokenizer.clone(), config.ctx, metrics.clone())?;
+    let state = AppState::new(worker, tokenizer, eos, config, metrics);
     Ok(http::layers(
         Router::new()
             .route("/health", get(models::health))
+            .route("/metrics", get(metrics::handle))
             .route("/v1/models", get(models::list))
             .route("/v1/models/{id}", get(models::one))
             .route("/v1/chat/completions", post(chat::handle))

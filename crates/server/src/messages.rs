@@ -16,6 +16,7 @@ use text::dsml::ParseOptions;
 use text::render::{parse_tools, Thinking};
 
 use crate::error::{ApiError, Flavor};
+use crate::metrics::Metrics;
 use crate::models::MODEL_ID;
 use crate::params::{count, present, resolve_thinking, Sampling, Stops, ThinkingInputs};
 use crate::state::AppState;
@@ -50,9 +51,12 @@ pub async fn handle(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    run(state, body)
-        .await
-        .unwrap_or_else(|e| e.with_flavor(Flavor::Anthropic).into_response())
+    Metrics::add(&state.metrics.messages_requests, 1);
+    let metrics = state.metrics.clone();
+    run(state, body).await.unwrap_or_else(|e| {
+        Metrics::add(&metrics.rejected, 1);
+        e.with_flavor(Flavor::Anthropic).into_response()
+    })
 }
 
 async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use text::Tokenizer;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::worker::WorkerHandle;
 
 #[derive(Clone)]
@@ -16,16 +17,24 @@ pub struct Inner {
     pub tokenizer: Arc<Tokenizer>,
     pub eos: u32,
     pub config: Config,
+    pub metrics: Arc<Metrics>,
     requests: AtomicU64,
 }
 
 impl AppState {
-    pub fn new(worker: WorkerHandle, tokenizer: Arc<Tokenizer>, eos: u32, config: Config) -> Self {
+    pub fn new(
+        worker: WorkerHandle,
+        tokenizer: Arc<Tokenizer>,
+        eos: u32,
+        config: Config,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         AppState(Arc::new(Inner {
             worker,
             tokenizer,
             eos,
             config,
+            metrics,
             requests: AtomicU64::new(0),
         }))
     }

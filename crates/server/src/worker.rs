@@ -15,6 +15,7 @@ use text::{dsml, Tokenizer};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::error::ServerError;
+use crate::metrics::Metrics;
 
 /// One generation request, ready for the engine.
 pub struct Job {
@@ -98,6 +99,7 @@ pub fn spawn<B: Backend + 'static>(
     backend: Arc<B>,
     tokenizer: Arc<Tokenizer>,
     ctx: usize,
+    metrics: Arc<Metrics>,
 ) -> Result<WorkerHandle, ServerError> {
     let (jobs, rx) = mpsc::channel::<Job>();
     let queued = Arc::new(AtomicUsize::new(0));
@@ -107,8 +109,10 @@ pub fn spawn<B: Backend + 'static>(
         .spawn(move || {
             let mut session = Session::new(backend, ctx);
             for job in rx {
-                if !job.cancel.load(Ordering::Relaxed) {
-                    run(&mut session, &tokenizer, job);
+                let cancelled = job.cancel.load(Ordering::Relaxed)
+                    || run(&mut session, &tokenizer, &metrics, job);
+                if cancelled {
+                    Metrics::add(&metrics.cancelled, 1);
                 }
                 q.fetch_sub(1, Ordering::Relaxed);
             }
@@ -117,33 +121,42 @@ pub fn spawn<B: Backend + 'static>(
     Ok(WorkerHandle { jobs, queued })
 }
 
-fn run<B: Backend>(session: &mut Session<B>, tokenizer: &Tokenizer, mut job: Job) {
+/// Runs one job; true when it was cut short because its client left.
+fn run<B: Backend>(
+    session: &mut Session<B>,
+    tokenizer: &Tokenizer,
+    metrics: &Metrics,
+    mut job: Job,
+) -> bool {
     let send = |r: Reply| job.replies.send(r).is_ok();
     let mut sampler = match Sampler::new(job.sampler) {
         Ok(s) => s,
         Err(e) => {
             send(Reply::Failed(e.to_string()));
-            return;
+            return false;
         }
     };
     // Synced here rather than inside `generate` so the cache numbers are
     // known before the first token (Anthropic's message_start carries them).
-    let evaluated = match session.sync(&job.prompt, &mut |_, _| {}, &job.cancel) {
+    let t0 = std::time::Instant::now();
+    let synced = session.sync(&job.prompt, &mut |_, _| {}, &job.cancel);
+    metrics.add_prefill(t0.elapsed());
+    let evaluated = match synced {
         Ok(n) => n,
         Err(e) => {
             send(Reply::Failed(e.to_string()));
-            return;
+            return false;
         }
     };
     if session.tokens() != job.prompt.as_slice() {
-        return; // cancelled during prefill
+        return true; // cancelled during prefill
     }
     let prompt = job.prompt.len();
-    if !send(Reply::Prefilled {
-        prompt,
-        cached: prompt.saturating_sub(evaluated),
-    }) {
-        return;
+    let cached = prompt.saturating_sub(evaluated);
+    Metrics::add(&metrics.prompt_tokens, prompt);
+    Metrics::add(&metrics.cached_tokens, cached);
+    if !send(Reply::Prefilled { prompt, cached }) {
+        return true;
     }
     let room = session.ctx().saturating_sub(prompt);
     job.options.max_tokens = job.options.max_tokens.min(room);
@@ -167,6 +180,8 @@ fn run<B: Backend>(session: &mut Session<B>, tokenizer: &Tokenizer, mut job: Job
     );
     match result {
         Ok(g) => {
+            Metrics::add(&metrics.completion_tokens, g.tokens.len());
+            metrics.add_decode(g.stats.gen_time);
             let stop = (g.finish == Finish::StopString)
                 .then(|| matched_stop(tokenizer, &g.tokens, &job.options.stop_strings))
                 .flatten();
@@ -175,9 +190,11 @@ fn run<B: Backend>(session: &mut Session<B>, tokenizer: &Tokenizer, mut job: Job
                 completion_tokens: g.tokens.len(),
                 stop,
             });
+            g.finish == Finish::Cancelled
         }
         Err(e) => {
             send(Reply::Failed(e.to_string()));
+            false
         }
     }
 }

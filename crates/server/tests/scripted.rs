@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{post, scripted_server, slow_scripted_server};
+use common::{get, post, scripted_server, slow_scripted_server};
 use serde_json::{json, Value};
 
 /// Reasoning, a sentence, then one call with a string and a JSON parameter.
@@ -342,4 +342,42 @@ fn streams_send_keepalive_comments_during_a_slow_prefill() {
         assert!(keepalive < first_data, "{}", r.body);
         assert!(r.body.trim_end().ends_with("[DONE]") || r.body.contains("message_stop"));
     }
+}
+
+/// The value of an unlabelled (or exactly labelled) sample.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+}
+
+#[test]
+fn metrics_count_requests_tokens_and_reuse() {
+    let url = server("Sure.");
+    let body = r#"{"messages":[{"role":"user","content":"hi"}],"think":false}"#;
+    let a = post(&format!("{url}/v1/chat/completions"), body).json();
+    post(&format!("{url}/v1/chat/completions"), "{}");
+    post(
+        &format!("{url}/v1/messages"),
+        r#"{"max_tokens":5,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Sure."},{"role":"user","content":"more"}],"thinking":{"type":"disabled"}}"#,
+    );
+    let r = get(&format!("{url}/metrics"));
+    assert_eq!(r.status, 200);
+    assert!(r.content_type.starts_with("text/plain"));
+    let m = r.body;
+    assert_eq!(sample(&m, r#"ds4rs_requests_total{endpoint="chat"}"#), 2.0);
+    assert_eq!(
+        sample(&m, r#"ds4rs_requests_total{endpoint="messages"}"#),
+        1.0
+    );
+    assert_eq!(sample(&m, "ds4rs_rejected_requests_total"), 1.0);
+    let p1 = a["usage"]["prompt_tokens"].as_f64().unwrap();
+    assert!(sample(&m, "ds4rs_prompt_tokens_total") >= 2.0 * p1);
+    // The follow-up turn reuses the first turn's prompt from the live session.
+    assert!(sample(&m, "ds4rs_cached_prompt_tokens_total") >= p1);
+    assert_eq!(sample(&m, "ds4rs_completion_tokens_total"), 4.0);
+    assert_eq!(sample(&m, "ds4rs_queue_depth"), 0.0);
+    assert_eq!(sample(&m, "ds4rs_cancelled_total"), 0.0);
+    assert!(m.contains("# TYPE ds4rs_prefill_seconds_total counter"));
 }

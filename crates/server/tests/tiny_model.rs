@@ -144,6 +144,8 @@ fn health_answers_during_generation_and_a_dropped_stream_cancels_its_job() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let m = get(&format!("{url}/metrics")).body;
+    assert!(m.contains("\nds4rs_cancelled_total 1\n"), "{m}");
 }
 
 #[test]
@@ -172,4 +174,6 @@ fn a_client_leaving_a_non_streaming_request_cancels_its_job() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let m = get(&format!("{url}/metrics")).body;
+    assert!(m.contains("\nds4rs_cancelled_total 1\n"), "{m}");
 }
