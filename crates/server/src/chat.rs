@@ -20,7 +20,7 @@ use crate::models::MODEL_ID;
 use crate::params::{count, present, resolve_thinking, Sampling, Stops, ThinkingInputs};
 use crate::state::AppState;
 use crate::turn::{self, compact_arguments, openai_finish, Usage};
-use crate::{chat_stream, http, ids, json_body, prompt, sse};
+use crate::{chat_roles, chat_stream, http, ids, json_body, prompt, sse};
 
 #[derive(Deserialize)]
 struct ChatRequest {
@@ -67,7 +67,8 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
     let raw = req
         .messages
         .ok_or_else(|| ApiError::bad_request("missing messages"))?;
-    let messages = parse_messages(raw.get()).map_err(|_| ApiError::invalid_json())?;
+    let messages =
+        parse_messages(&chat_roles::normalize(&raw)?).map_err(|_| ApiError::invalid_json())?;
     let mut tools = match &req.tools {
         Some(t) => parse_tools(t.get()).map_err(|_| ApiError::invalid_json())?,
         None => Vec::new(),

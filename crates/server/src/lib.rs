@@ -15,7 +15,8 @@
 //! * [`params`]: request knobs shared by the APIs (thinking, sampling, limits).
 //! * [`prompt`]: render + tokenize + context check.
 //! * [`turn`]: a finished turn folded from the worker's replies; usage.
-//! * [`chat`], [`messages`], [`models`]: the endpoints; [`chat_stream`],
+//! * [`chat`], [`messages`], [`models`]: the endpoints; [`chat_roles`] the
+//!   role rules applied before rendering; [`chat_stream`],
 //!   [`messages_stream`] their SSE grammars over [`sse`]; [`messages_input`]
 //!   Anthropic content blocks to the renderer's messages.
 //! * [`ids`]: tool-call ids, seeds, timestamps; [`state`]: shared handler state.
@@ -23,6 +24,7 @@
 //! * [`http`]: CORS, preflight, API key, body limit, fallbacks.
 
 pub mod chat;
+pub mod chat_roles;
 pub mod chat_stream;
 pub mod config;
 pub mod error;

@@ -41,7 +41,7 @@ fn openai_cases() -> Vec<(String, u16, &'static str)> {
         bad(r#"{"messages":[5]}"#),
         bad(r#"{"messages":["hi"]}"#),
         bad(r#"{"messages":[{"role":5}]}"#),
-        bad(r#"{"messages":[{"content":"no role"}]}"#),
+        bad(r#"{"messages":[{"role":null,"content":"null role"}]}"#),
         bad(r#"{"messages":[{"role":"user","content":5}]}"#),
         bad(r#"{"messages":[{"role":"user","content":[5]}]}"#),
         bad(r#"{"messages":[{"role":"assistant","content":"","tool_calls":{}}]}"#),

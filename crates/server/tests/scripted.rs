@@ -381,3 +381,22 @@ fn metrics_count_requests_tokens_and_reuse() {
     assert_eq!(sample(&m, "ds4rs_cancelled_total"), 0.0);
     assert!(m.contains("# TYPE ds4rs_prefill_seconds_total counter"));
 }
+
+#[test]
+fn unknown_roles_are_dropped_and_a_missing_role_is_user() {
+    let url = server("Sure.");
+    let prompt = |messages: &str| {
+        let body = format!(r#"{{"messages":{messages},"think":false}}"#);
+        let r = post(&format!("{url}/v1/chat/completions"), &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["usage"]["prompt_tokens"].as_u64().unwrap()
+    };
+    let plain = prompt(r#"[{"role":"user","content":"hi there"}]"#);
+    assert_eq!(
+        prompt(
+            r#"[{"role":"narrator","content":"ignored text"},{"role":"user","content":"hi there"}]"#
+        ),
+        plain
+    );
+    assert_eq!(prompt(r#"[{"content":"hi there"}]"#), plain);
+}
