@@ -227,7 +227,8 @@ impl Projector for ChatStream {
     }
 }
 
-fn error_event(message: &str) -> Event {
+/// The in-band error event of the OpenAI streams (spec §8.3).
+pub fn error_event(message: &str) -> Event {
     data(&ErrorEvent {
         error: ErrorBody {
             message,

@@ -1,6 +1,6 @@
-//! `ds4rs serve`: DeepSeek V4 Flash behind the OpenAI Chat Completions and
-//! Anthropic Messages protocols, so coding agents can talk to the engine
-//! unchanged (`shared/spec/server-api.md`).
+//! `ds4rs serve`: DeepSeek V4 Flash behind the OpenAI Chat Completions,
+//! legacy Completions and Anthropic Messages protocols, so coding agents can
+//! talk to the engine unchanged (`shared/spec/server-api.md`).
 //!
 //! Shape: axum handles connections on tokio; every request is parsed,
 //! rendered and tokenized on its connection task, then queued to the single
@@ -15,10 +15,11 @@
 //! * [`params`]: request knobs shared by the APIs (thinking, sampling, limits).
 //! * [`prompt`]: render + tokenize + context check.
 //! * [`turn`]: a finished turn folded from the worker's replies; usage.
-//! * [`chat`], [`messages`], [`models`]: the endpoints; [`chat_roles`] the
-//!   role rules applied before rendering; [`chat_stream`],
-//!   [`messages_stream`] their SSE grammars over [`sse`]; [`messages_input`]
-//!   Anthropic content blocks to the renderer's messages.
+//! * [`chat`], [`completions`], [`messages`], [`models`]: the endpoints.
+//! * [`chat_roles`]: chat role rules applied before rendering;
+//!   [`messages_input`]: Anthropic content blocks to the renderer's messages.
+//! * [`chat_stream`], [`completions_stream`], [`messages_stream`]: their SSE
+//!   grammars, over [`sse`].
 //! * [`ids`]: tool-call ids, seeds, timestamps; [`state`]: shared handler state.
 //! * [`metrics`]: `GET /metrics` counters, shared with the worker.
 //! * [`http`]: CORS, preflight, API key, body limit, fallbacks.
@@ -26,6 +27,8 @@
 pub mod chat;
 pub mod chat_roles;
 pub mod chat_stream;
+pub mod completions;
+pub mod completions_stream;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -73,6 +76,7 @@ pub fn router<B: Backend + 'static>(
             .route("/v1/models", get(models::list))
             .route("/v1/models/{id}", get(models::one))
             .route("/v1/chat/completions", post(chat::handle))
+            .route("/v1/completions", post(completions::handle))
             .route("/v1/messages", post(messages::handle)),
         state,
     ))

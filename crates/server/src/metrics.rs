@@ -16,6 +16,7 @@ use crate::state::AppState;
 #[derive(Default)]
 pub struct Metrics {
     pub chat_requests: AtomicU64,
+    pub completions_requests: AtomicU64,
     pub messages_requests: AtomicU64,
     /// Requests answered with a 4xx or 5xx before generation.
     pub rejected: AtomicU64,
@@ -59,6 +60,10 @@ impl Metrics {
             "Generation requests received, by endpoint.",
             &[
                 (r#"{endpoint="chat"}"#, get(&self.chat_requests).to_string()),
+                (
+                    r#"{endpoint="completions"}"#,
+                    get(&self.completions_requests).to_string(),
+                ),
                 (
                     r#"{endpoint="messages"}"#,
                     get(&self.messages_requests).to_string(),

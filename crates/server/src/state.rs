@@ -42,10 +42,13 @@ impl AppState {
     /// The next `chatcmpl-<n>` id: one process-wide counter from 1, shared
     /// by the endpoints as in ds4.
     pub fn next_id(&self) -> String {
-        format!(
-            "chatcmpl-{}",
-            self.0.requests.fetch_add(1, Ordering::Relaxed) + 1
-        )
+        self.next_id_with("chatcmpl-")
+    }
+
+    /// [`AppState::next_id`] with another prefix (`cmpl-`).
+    pub fn next_id_with(&self, prefix: &str) -> String {
+        let n = self.0.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{prefix}{n}")
     }
 }
 

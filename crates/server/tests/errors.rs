@@ -146,6 +146,30 @@ fn malformed_requests_get_their_status_and_shape() {
         assert_eq!(v["error"]["type"], "invalid_request_error", "{body}");
         n += 1;
     }
+    for (body, status, msg) in [
+        ("{}", 400, "missing prompt"),
+        (r#"{"prompt":null}"#, 400, "missing prompt"),
+        (
+            r#"{"prompt":"x","max_tokens":"5"}"#,
+            400,
+            "invalid JSON request",
+        ),
+        (
+            r#"{"prompt":"x","stream":"no"}"#,
+            400,
+            "invalid JSON request",
+        ),
+        (
+            r#"{"prompt":"x","reasoning_effort":"huge"}"#,
+            400,
+            "invalid JSON request",
+        ),
+    ] {
+        let r = post(&format!("{url}/v1/completions"), body);
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        assert!(r.json()["error"]["message"].as_str().unwrap().contains(msg));
+        n += 1;
+    }
     let mut table = anthropic_cases();
     table.push((
         anth(&format!(r#""x":"{}""#, "a".repeat(5000))),
@@ -193,6 +217,11 @@ fn malformed_requests_get_their_status_and_shape() {
         .unwrap()
         .starts_with("Prompt has "));
     assert_eq!(v["error"]["n_ctx"], 64);
+
+    let over = format!(r#"{{"prompt":"{long}"}}"#);
+    let e = post(&format!("{url}/v1/completions"), &over).json();
+    assert_eq!(e["error"]["code"], "context_length_exceeded");
+    assert_eq!(e["error"]["param"], "prompt");
 
     // Still serving, and a good request still works.
     assert_eq!(get(&format!("{url}/health")).status, 200);

@@ -400,3 +400,53 @@ fn unknown_roles_are_dropped_and_a_missing_role_is_user() {
     );
     assert_eq!(prompt(r#"[{"content":"hi there"}]"#), plain);
 }
+
+#[test]
+fn completions_return_raw_text_whole_and_streamed() {
+    let url = server("Plan it.</think>Done. STOP tail");
+    let r = post(
+        &format!("{url}/v1/completions"),
+        r#"{"prompt":["Say done",7],"stop":"STOP"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert!(v["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(
+        v["choices"],
+        json!([{"text": "Plan it.</think>Done. ", "index": 0, "finish_reason": "stop"}])
+    );
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+
+    let r = post(
+        &format!("{url}/v1/completions"),
+        r#"{"prompt":"Say done","stream":true,"max_tokens":100,"stream_options":{"include_usage":true}}"#,
+    );
+    let events = r.events();
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    // The second request repeats the first prompt: reported as reused or not,
+    // the counts add up.
+    let u = &usage["usage"];
+    assert_eq!(
+        u["total_tokens"].as_u64().unwrap(),
+        u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap()
+    );
+    let fin = &chunks[chunks.len() - 2]["choices"][0];
+    assert_eq!(fin["text"], "");
+    assert_eq!(fin["finish_reason"], "stop");
+    let text: String = chunks[..chunks.len() - 2]
+        .iter()
+        .map(|c| {
+            assert_eq!(c["object"], "text_completion");
+            assert!(c["choices"][0]["finish_reason"].is_null());
+            c["choices"][0]["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(text, "Plan it.</think>Done. STOP tail");
+}

@@ -66,6 +66,14 @@ r = text.chat.completions.create(model="deepseek-chat", messages=[{"role": "user
                                  max_tokens=2)
 assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 2
 
+c = text.completions.create(model="deepseek-chat", prompt="hi", stop=["STOP"], max_tokens=50)
+assert c.choices[0].text == "Hello there. " and c.choices[0].finish_reason == "stop", c
+assert c.id.startswith("cmpl-")
+pieces = [ch.choices[0].text for ch in
+          text.completions.create(model="deepseek-chat", prompt="hi", max_tokens=50, stream=True)
+          if ch.choices]
+assert "".join(pieces) == "Hello there. STOP here and more text.", pieces
+
 try:
     text.chat.completions.create(model="deepseek-chat", messages="nope")
     raise AssertionError("bad request accepted")
