@@ -6,6 +6,17 @@ pub enum CudaError {
     NoDriver,
     #[error("CUDA driver: {0}")]
     Driver(#[from] cudarc::driver::DriverError),
+    #[error(
+        "the model needs {} of GPU memory but {} is free (weights {}, attention state {}, workspace {})",
+        gib(*need), gib(*free), gib(*weights), gib(*kv), gib(*workspace)
+    )]
+    OutOfMemory {
+        need: u64,
+        free: u64,
+        weights: u64,
+        kv: u64,
+        workspace: u64,
+    },
     #[error("{what}: {got} does not fit {expected}")]
     Shape {
         what: &'static str,
@@ -15,3 +26,7 @@ pub enum CudaError {
 }
 
 pub type Result<T, E = CudaError> = std::result::Result<T, E>;
+
+fn gib(b: u64) -> String {
+    format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+}

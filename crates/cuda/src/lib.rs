@@ -9,9 +9,11 @@
 pub mod error;
 pub mod ops;
 pub mod selftest;
+pub mod weights;
 
 pub use error::{CudaError, Result};
 pub use ops::Gpu;
+pub use weights::{DeviceWeights, MemoryPlan};
 
 /// The compiled kernels.
 pub(crate) static FATBIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ds4.fatbin"));

@@ -148,6 +148,12 @@ impl Gpu {
         })
     }
 
+    /// Free and total device memory in bytes.
+    pub fn mem_info(&self) -> Result<(u64, u64)> {
+        let (free, total) = self.stream.context().mem_get_info()?;
+        Ok((free as u64, total as u64))
+    }
+
     /// The card's name, e.g. "NVIDIA H100 80GB HBM3".
     pub fn name(&self) -> &str {
         &self.name
