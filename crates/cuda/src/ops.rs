@@ -39,7 +39,31 @@ fn warp_grid(items: usize) -> LaunchConfig {
     }
 }
 
-/// The kernels `Gpu::new` loads, by their `extern "C"` names.
+/// The kernels of `kernels/ds4.cu`, in the order of [`KERNELS`].
+#[derive(Clone, Copy, Debug)]
+enum Kernel {
+    QuantizeQ80Act,
+    MatvecQ80,
+    MatvecF16,
+    QuantizeQ8K,
+    MatvecQ2K,
+    MatvecQ4K,
+    MatvecIq2Xxs,
+    RmsNorm,
+    Rope,
+    Fp8RoundTrip,
+    F16Round,
+    HcSplit,
+    HcPost,
+    Router,
+    SinkAttention,
+    Swiglu,
+    HcWeightedSum,
+    CompressorPool,
+    IndexerRoundTrip,
+}
+
+/// The `extern "C"` names `Gpu::new` loads, indexed by [`Kernel`].
 pub const KERNELS: [&str; 19] = [
     "quantize_q8_0_act",
     "matvec_q8_0",
@@ -69,25 +93,8 @@ const Q8K_BYTES: usize = 292;
 pub struct Gpu {
     pub stream: Arc<CudaStream>,
     name: String,
-    quantize_q8_0_act: CudaFunction,
-    matvec_q8_0: CudaFunction,
-    matvec_f16: CudaFunction,
-    quantize_q8_k: CudaFunction,
-    matvec_q2_k: CudaFunction,
-    matvec_q4_k: CudaFunction,
-    matvec_iq2_xxs: CudaFunction,
-    rms_norm: CudaFunction,
-    rope: CudaFunction,
-    fp8_round_trip: CudaFunction,
-    f16_round: CudaFunction,
-    hc_split: CudaFunction,
-    hc_post: CudaFunction,
-    router: CudaFunction,
-    sink_attention: CudaFunction,
-    swiglu: CudaFunction,
-    hc_weighted_sum: CudaFunction,
-    compressor_pool: CudaFunction,
-    indexer_round_trip: CudaFunction,
+    /// Loaded kernels, indexed by [`Kernel`].
+    kernels: Vec<CudaFunction>,
     /// IQ2_XXS decoding tables (gguf::quant::tables), uploaded once.
     iq2_grid: CudaSlice<u64>,
     ksigns: CudaSlice<u8>,
@@ -118,34 +125,22 @@ impl Gpu {
         let ctx = CudaContext::new(ordinal)?;
         let name = ctx.name()?;
         let module = ctx.load_module(Ptx::from_binary(FATBIN.to_vec()))?;
-        let [quantize_q8_0_act, matvec_q8_0, matvec_f16, quantize_q8_k, matvec_q2_k, matvec_q4_k, matvec_iq2_xxs, rms_norm, rope, fp8_round_trip, f16_round, hc_split, hc_post, router, sink_attention, swiglu, hc_weighted_sum, compressor_pool, indexer_round_trip] =
-            KERNELS.map(|k| module.load_function(k));
+        let kernels = KERNELS
+            .iter()
+            .map(|k| module.load_function(k))
+            .collect::<Result<Vec<_>, _>>()?;
         let stream = ctx.default_stream();
         Ok(Gpu {
             iq2_grid: stream.clone_htod(&tables::IQ2XXS_GRID)?,
             ksigns: stream.clone_htod(&tables::KSIGNS)?,
             stream,
             name,
-            quantize_q8_0_act: quantize_q8_0_act?,
-            matvec_q8_0: matvec_q8_0?,
-            matvec_f16: matvec_f16?,
-            quantize_q8_k: quantize_q8_k?,
-            matvec_q2_k: matvec_q2_k?,
-            matvec_q4_k: matvec_q4_k?,
-            matvec_iq2_xxs: matvec_iq2_xxs?,
-            rms_norm: rms_norm?,
-            rope: rope?,
-            fp8_round_trip: fp8_round_trip?,
-            f16_round: f16_round?,
-            hc_split: hc_split?,
-            hc_post: hc_post?,
-            router: router?,
-            sink_attention: sink_attention?,
-            swiglu: swiglu?,
-            hc_weighted_sum: hc_weighted_sum?,
-            compressor_pool: compressor_pool?,
-            indexer_round_trip: indexer_round_trip?,
+            kernels,
         })
+    }
+
+    fn kernel(&self, k: Kernel) -> &CudaFunction {
+        &self.kernels[k as usize]
     }
 
     /// Free and total device memory in bytes.
@@ -166,7 +161,9 @@ impl Gpu {
         let mut qs = self.stream.alloc_zeros::<i8>(nb * 32)?;
         let mut scales = self.stream.alloc_zeros::<f32>(nb)?;
         let n_i = n as i32;
-        let mut b = self.stream.launch_builder(&self.quantize_q8_0_act);
+        let mut b = self
+            .stream
+            .launch_builder(self.kernel(Kernel::QuantizeQ80Act));
         b.arg(x).arg(&n_i).arg(&mut qs).arg(&mut scales);
         // SAFETY: quantize_q8_0_act(const float*, int, int8_t*, float*); qs
         // holds nb*32 codes and scales nb values, as the kernel writes.
@@ -202,7 +199,7 @@ impl Gpu {
             y.len().to_string(),
         )?;
         let (r, c) = (rows as i32, cols as i32);
-        let mut b = self.stream.launch_builder(&self.matvec_q8_0);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::MatvecQ80));
         b.arg(w).arg(&r).arg(&c).arg(&x.qs).arg(&x.scales).arg(y);
         // SAFETY: matvec_q8_0(const uint8_t*, int, int, const int8_t*,
         // const float*, float*); sizes checked above.
@@ -238,7 +235,7 @@ impl Gpu {
             y.len().to_string(),
         )?;
         let (r, c) = (rows as i32, cols as i32);
-        let mut b = self.stream.launch_builder(&self.matvec_f16);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::MatvecF16));
         b.arg(w).arg(&r).arg(&c).arg(x).arg(y);
         // SAFETY: matvec_f16(const uint16_t*, int, int, const float*, float*);
         // the byte buffer holds rows*cols halves, checked above.
@@ -258,7 +255,7 @@ impl Gpu {
         let blocks = n / 256;
         let mut data = self.stream.alloc_zeros::<u8>(blocks * Q8K_BYTES)?;
         let nb = blocks as i32;
-        let mut b = self.stream.launch_builder(&self.quantize_q8_k);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::QuantizeQ8K));
         b.arg(x).arg(&nb).arg(&mut data);
         // SAFETY: quantize_q8_k(const float*, int, block_q8_K*); data holds
         // `blocks` 292-byte blocks, x holds 256 values per block.
@@ -278,9 +275,9 @@ impl Gpu {
         y: &mut CudaSlice<f32>,
     ) -> Result<()> {
         let f = match ty {
-            GgmlType::Q2K => &self.matvec_q2_k,
-            GgmlType::Q4K => &self.matvec_q4_k,
-            GgmlType::Iq2Xxs => &self.matvec_iq2_xxs,
+            GgmlType::Q2K => self.kernel(Kernel::MatvecQ2K),
+            GgmlType::Q4K => self.kernel(Kernel::MatvecQ4K),
+            GgmlType::Iq2Xxs => self.kernel(Kernel::MatvecIq2Xxs),
             _ => {
                 return Err(CudaError::Shape {
                     what: "K-quant weight type",
@@ -360,7 +357,7 @@ impl Gpu {
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut b = self.stream.launch_builder(&self.rms_norm);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::RmsNorm));
         b.arg(x);
         let null = 0u64;
         match w {
@@ -399,7 +396,7 @@ impl Gpu {
             pos as i32,
             i32::from(inverse),
         );
-        let mut b = self.stream.launch_builder(&self.rope);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::Rope));
         b.arg(v)
             .arg(&c)
             .arg(&d)
@@ -424,7 +421,9 @@ impl Gpu {
         )?;
         let count = v.len() / dim;
         let (c, d, n) = (count as i32, dim as i32, nope as i32);
-        let mut b = self.stream.launch_builder(&self.fp8_round_trip);
+        let mut b = self
+            .stream
+            .launch_builder(self.kernel(Kernel::Fp8RoundTrip));
         b.arg(v).arg(&c).arg(&d).arg(&n);
         // SAFETY: fp8_round_trip(float*, int, int, int); one warp per
         // 64-block, bounds checked in the kernel.
@@ -435,7 +434,7 @@ impl Gpu {
     /// Rounds every value of `v` to f16 and back (attention.md §12).
     pub fn f16_round(&self, v: &mut CudaSlice<f32>) -> Result<()> {
         let n = v.len() as i32;
-        let mut b = self.stream.launch_builder(&self.f16_round);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::F16Round));
         b.arg(v).arg(&n);
         // SAFETY: f16_round(float*, int); bounds checked in the kernel.
         unsafe { b.launch(LaunchConfig::for_num_elems(n as u32)) }?;
@@ -480,7 +479,7 @@ impl Gpu {
             format!("{}, {}, {}", pre.len(), post.len(), comb.len()),
         )?;
         let (c, n, it) = (count as i32, n_hc as i32, iters as i32);
-        let mut b = self.stream.launch_builder(&self.hc_split);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::HcSplit));
         b.arg(mix)
             .arg(&c)
             .arg(&n)
@@ -514,7 +513,7 @@ impl Gpu {
             format!("h {}, comb {}, out {}", h.len(), comb.len(), out.len()),
         )?;
         let (n, di) = (n_hc as i32, d as i32);
-        let mut b = self.stream.launch_builder(&self.hc_post);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::HcPost));
         b.arg(y)
             .arg(h)
             .arg(post)
@@ -568,7 +567,7 @@ impl Gpu {
         }
         let (ni, ki) = (n as i32, k as i32);
         let null = 0u64;
-        let mut b = self.stream.launch_builder(&self.router);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::Router));
         b.arg(logits).arg(&ni);
         match bias {
             Some(x) => b.arg(x),
@@ -616,7 +615,9 @@ impl Gpu {
         )?;
         let scale = 1.0 / (dim as f32).sqrt();
         let (nk, d) = (n_keys as i32, dim as i32);
-        let mut b = self.stream.launch_builder(&self.sink_attention);
+        let mut b = self
+            .stream
+            .launch_builder(self.kernel(Kernel::SinkAttention));
         b.arg(q)
             .arg(keys)
             .arg(&nk)
@@ -655,7 +656,7 @@ impl Gpu {
             format!("{}, {}", u.len(), mid.len()),
         )?;
         let ni = n as i32;
-        let mut b = self.stream.launch_builder(&self.swiglu);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::Swiglu));
         b.arg(g).arg(u).arg(&ni).arg(&clamp).arg(&weight).arg(mid);
         // SAFETY: swiglu(const float*, const float*, int, float, float,
         // float*); sizes checked above.
@@ -678,7 +679,9 @@ impl Gpu {
             h.len().to_string(),
         )?;
         let (n, di) = (n_hc as i32, d as i32);
-        let mut b = self.stream.launch_builder(&self.hc_weighted_sum);
+        let mut b = self
+            .stream
+            .launch_builder(self.kernel(Kernel::HcWeightedSum));
         b.arg(h).arg(w).arg(&n).arg(&di).arg(x);
         // SAFETY: hc_weighted_sum(const float*, const float*, int, int,
         // float*); sizes checked above.
@@ -704,7 +707,9 @@ impl Gpu {
             format!("{}, {}, {}", kv.len(), score.len(), out.len()),
         )?;
         let (r, di, w) = (ratio as i32, d as i32, width as i32);
-        let mut b = self.stream.launch_builder(&self.compressor_pool);
+        let mut b = self
+            .stream
+            .launch_builder(self.kernel(Kernel::CompressorPool));
         b.arg(kv).arg(score).arg(&r).arg(&di).arg(&w).arg(out);
         // SAFETY: compressor_pool(const float*, const float*, int, int, int,
         // float*); sizes checked above.
@@ -722,7 +727,9 @@ impl Gpu {
             format!("{} values of {dim}", v.len()),
         )?;
         let (d, count) = (dim as i32, (v.len() / dim) as u32);
-        let mut b = self.stream.launch_builder(&self.indexer_round_trip);
+        let mut b = self
+            .stream
+            .launch_builder(self.kernel(Kernel::IndexerRoundTrip));
         b.arg(v).arg(&d);
         // SAFETY: indexer_round_trip(float*, int); one block of `dim`
         // threads per vector, dim <= 1024 (the kernel's shared buffer).
