@@ -139,7 +139,7 @@ fn run<B: Backend>(
     // Synced here rather than inside `generate` so the cache numbers are
     // known before the first token (Anthropic's message_start carries them).
     let t0 = std::time::Instant::now();
-    let synced = session.sync(&job.prompt, &mut |_, _| {}, &job.cancel);
+    let synced = sync(session, &job.prompt, &job.cancel);
     metrics.add_prefill(t0.elapsed());
     let evaluated = match synced {
         Ok(n) => n,
@@ -197,6 +197,45 @@ fn run<B: Backend>(
             false
         }
     }
+}
+
+/// Brings the session to `prompt` with its rewind anchor one token short of
+/// the end. The next request usually diverges exactly there: a thinking
+/// chat's history replaces the prompt's final `<think>` with `</think>`, and
+/// a regeneration repeats the prompt. The session keeps its anchor where its
+/// last prefill ended, so prefilling all but the last token and decoding
+/// that one makes those rewinds restore the anchor instead of re-prefilling
+/// the whole conversation. Returns the tokens evaluated.
+fn sync<B: Backend>(
+    session: &mut Session<B>,
+    prompt: &[u32],
+    cancel: &AtomicBool,
+) -> engine::Result<usize> {
+    let progress = &mut |_, _| {};
+    let Some((&last, head)) = prompt.split_last().filter(|(_, h)| !h.is_empty()) else {
+        return session.sync(prompt, progress, cancel);
+    };
+    if session.tokens() == prompt && session.logits().is_ok() {
+        return Ok(0);
+    }
+    let common = session
+        .tokens()
+        .iter()
+        .zip(head)
+        .take_while(|(a, b)| a == b)
+        .count();
+    // `sync` would step back one more token to have logits to return; a
+    // rewind to exactly `head` lands on the anchor, logits included.
+    let evaluated = if common == head.len() && session.len() > head.len() {
+        session.rewind(head.len(), progress, cancel)?
+    } else {
+        session.sync(head, progress, cancel)?
+    };
+    if session.tokens() != head {
+        return Ok(evaluated); // cancelled
+    }
+    session.decode(last)?;
+    Ok(evaluated + 1)
 }
 
 /// The stop string that ended the output: the one matching earliest.

@@ -450,3 +450,28 @@ fn completions_return_raw_text_whole_and_streamed() {
         .collect();
     assert_eq!(text, "Plan it.</think>Done. STOP tail");
 }
+
+#[test]
+fn thinking_follow_ups_and_regenerations_reuse_all_but_the_last_prompt_token() {
+    let url = server("Thought.</think>Sure.");
+    let first = r#"{"messages":[{"role":"user","content":"one"}]}"#;
+    let a = post(&format!("{url}/v1/chat/completions"), first).json();
+    let p1 = a["usage"]["prompt_tokens"].as_u64().unwrap();
+    // History drops the reasoning: the prompt's final <think> becomes </think>.
+    let second = r#"{"messages":[{"role":"user","content":"one"},{"role":"assistant","content":"Sure."},{"role":"user","content":"two"}]}"#;
+    let b = post(&format!("{url}/v1/chat/completions"), second).json();
+    let cached = b["usage"]["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(cached, p1 - 1, "{}", b["usage"]);
+    // Regenerating the same turn.
+    let c = post(&format!("{url}/v1/chat/completions"), second).json();
+    let u = &c["usage"];
+    assert_eq!(
+        u["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap(),
+        u["prompt_tokens"].as_u64().unwrap() - 1,
+        "{u}"
+    );
+}

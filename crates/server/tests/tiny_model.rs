@@ -177,3 +177,22 @@ fn a_client_leaving_a_non_streaming_request_cancels_its_job() {
     let m = get(&format!("{url}/metrics")).body;
     assert!(m.contains("\nds4rs_cancelled_total 1\n"), "{m}");
 }
+
+#[test]
+fn reused_prefixes_give_the_same_output_as_a_cold_start() {
+    let first = r#"{"messages":[{"role":"user","content":"one"}],"max_tokens":5,"seed":9}"#;
+    let second = r#"{"messages":[{"role":"user","content":"one"},{"role":"assistant","content":"Sure."},{"role":"user","content":"two"}],"max_tokens":5,"seed":9}"#;
+    let warm = tiny_server(512);
+    let a = chat(&warm, first);
+    let p1 = a["usage"]["prompt_tokens"].as_u64().unwrap();
+    let b = chat(&warm, second);
+    // Thinking history drops the reasoning: all but the final <think> reused.
+    assert_eq!(b["usage"]["prompt_tokens_details"]["cached_tokens"], p1 - 1);
+    let again = chat(&warm, second);
+    let cold = chat(&tiny_server(512), second);
+    assert_eq!(b["choices"][0]["message"], cold["choices"][0]["message"]);
+    assert_eq!(
+        again["choices"][0]["message"],
+        cold["choices"][0]["message"]
+    );
+}

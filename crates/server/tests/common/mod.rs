@@ -159,10 +159,14 @@ pub fn post_with(url: &str, body: &str, header: (&str, &str)) -> Reply {
 
 /// A backend that answers every prompt with a fixed token sequence, then
 /// EOS: one-hot logits on the script's next token, so any sampler picks it.
+/// The script position counts from the prompt's end, found as the token
+/// after the last `<｜Assistant｜>` (its `<think>` or `</think>`), so it does
+/// not matter how the server splits the prompt into prefills and decodes.
 pub struct Scripted {
     cfg: ModelConfig,
     script: Vec<u32>,
     eos: u32,
+    assistant: u32,
     /// Time each prefill takes (a long prompt on a slow machine).
     pub delay: Duration,
 }
@@ -175,20 +179,26 @@ impl Scripted {
             cfg,
             script: tok.encode(script),
             eos,
+            assistant: tok.token_to_id("<｜Assistant｜>").unwrap(),
             delay: Duration::ZERO,
         }
     }
 
-    fn logits(&self, step: usize) -> Vec<f32> {
+    fn logits(&self, tokens: &[u32]) -> Vec<f32> {
         let mut l = vec![0.0; self.cfg.n_vocab];
+        let start = tokens
+            .iter()
+            .rposition(|&t| t == self.assistant)
+            .map_or(tokens.len(), |i| i + 2);
+        let step = tokens.len().saturating_sub(start);
         l[*self.script.get(step).unwrap_or(&self.eos) as usize] = 100.0;
         l
     }
 }
 
-/// Tokens seen, context size, where the last prefill ended.
+/// Tokens seen, context size.
 #[derive(Clone)]
-pub struct ScriptState(Vec<u32>, usize, usize);
+pub struct ScriptState(Vec<u32>, usize);
 
 impl Backend for Scripted {
     type State = ScriptState;
@@ -202,7 +212,7 @@ impl Backend for Scripted {
         64
     }
     fn new_state(&self, ctx: usize) -> ScriptState {
-        ScriptState(Vec::new(), ctx, 0)
+        ScriptState(Vec::new(), ctx)
     }
     fn n_tokens(&self, st: &ScriptState) -> usize {
         st.0.len()
@@ -219,16 +229,15 @@ impl Backend for Scripted {
     ) -> engine::Result<Prefilled> {
         std::thread::sleep(self.delay);
         st.0.extend_from_slice(tokens);
-        st.2 = st.0.len();
         progress(tokens.len());
         Ok(Prefilled {
             consumed: tokens.len(),
-            logits: self.logits(0),
+            logits: self.logits(&st.0),
         })
     }
     fn decode(&self, st: &mut ScriptState, token: u32) -> engine::Result<Vec<f32>> {
         st.0.push(token);
-        Ok(self.logits(st.0.len() - st.2))
+        Ok(self.logits(&st.0))
     }
     fn export(&self, st: &ScriptState) -> StateImage {
         StateImage {
@@ -238,10 +247,6 @@ impl Backend for Scripted {
         }
     }
     fn import(&self, image: &StateImage) -> engine::Result<ScriptState> {
-        Ok(ScriptState(
-            vec![0; image.n_tokens],
-            image.ctx,
-            image.n_tokens,
-        ))
+        Ok(ScriptState(vec![0; image.n_tokens], image.ctx))
     }
 }
