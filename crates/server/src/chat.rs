@@ -105,11 +105,11 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
         tools: parse.tools,
         logprobs: 0,
     };
+    let id = state.next_id();
     let (mut rx, guard) = state
         .worker
-        .submit(prompt.tokens, options, sampler)
+        .submit(id.clone(), prompt.tokens, options, sampler)
         .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server shutting down"))?;
-    let id = state.next_id();
     if req.stream == Some(true) {
         let include_usage = req.stream_options.and_then(|o| o.include_usage) == Some(true);
         let s = chat_stream::ChatStream::new(id, model, include_usage);

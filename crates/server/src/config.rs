@@ -1,5 +1,6 @@
 //! Server settings that do not depend on the listener.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// What `ds4rs serve` was started with.
@@ -19,11 +20,14 @@ pub struct Config {
     /// Silence after which a streaming response gets an SSE comment line,
     /// so clients and proxies do not time out during a long prefill.
     pub keepalive: Duration,
+    /// Where the worker logs prompts, cache reuse and output (`--trace`).
+    pub trace: Option<PathBuf>,
 }
 
 impl Config {
     /// ds4's defaults for a context of `ctx` tokens: 393216 output tokens at
-    /// most, 64 MiB bodies, no key, no CORS, keepalive after 5 s.
+    /// most, 64 MiB bodies, no key, no CORS, keepalive after 5 s,
+    /// no trace.
     pub fn new(ctx: usize) -> Self {
         Config {
             ctx,
@@ -32,6 +36,7 @@ impl Config {
             cors: false,
             max_body: 64 << 20,
             keepalive: Duration::from_secs(5),
+            trace: None,
         }
     }
 }

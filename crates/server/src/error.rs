@@ -10,6 +10,8 @@ use serde::Serialize;
 pub enum ServerError {
     #[error("starting the engine worker: {0}")]
     Worker(#[source] std::io::Error),
+    #[error("trace file {0}: {1}")]
+    Trace(String, #[source] std::io::Error),
 }
 
 /// Which protocol's error shape a failure is reported in.

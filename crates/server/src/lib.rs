@@ -22,6 +22,7 @@
 //!   grammars, over [`sse`].
 //! * [`ids`]: tool-call ids, seeds, timestamps; [`state`]: shared handler state.
 //! * [`metrics`]: `GET /metrics` counters, shared with the worker.
+//! * [`trace`]: the worker's `--trace` log.
 //! * [`http`]: CORS, preflight, API key, body limit, fallbacks.
 
 pub mod chat;
@@ -43,6 +44,7 @@ pub mod params;
 pub mod prompt;
 pub mod sse;
 pub mod state;
+pub mod trace;
 pub mod turn;
 pub mod worker;
 
@@ -67,7 +69,14 @@ pub fn router<B: Backend + 'static>(
 ) -> Result<Router, ServerError> {
     let tokenizer = Arc::new(tokenizer);
     let metrics = Arc::new(metrics::Metrics::default());
-    let worker = worker::spawn(backend, tokenizer.clone(), config.ctx, metrics.clone())?;
+    let trace = trace::Trace::open(config.trace.as_deref())?;
+    let worker = worker::spawn(
+        backend,
+        tokenizer.clone(),
+        config.ctx,
+        metrics.clone(),
+        trace,
+    )?;
     let state = AppState::new(worker, tokenizer, eos, config, metrics);
     Ok(http::layers(
         Router::new()

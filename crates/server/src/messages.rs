@@ -113,11 +113,11 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
         tools: parse.tools,
         logprobs: 0,
     };
+    let id = state.next_id();
     let (mut rx, guard) = state
         .worker
-        .submit(prompt.tokens, options, sampler)
+        .submit(id.clone(), prompt.tokens, options, sampler)
         .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server shutting down"))?;
-    let id = state.next_id();
     if req.stream == Some(true) {
         let s = messages_stream::MessagesStream::new(id, model);
         return Ok(sse::respond(rx, guard, s, state.config.keepalive));

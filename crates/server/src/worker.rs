@@ -16,9 +16,12 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::error::ServerError;
 use crate::metrics::Metrics;
+use crate::trace::Trace;
 
 /// One generation request, ready for the engine.
 pub struct Job {
+    /// The response id, for the trace.
+    pub id: String,
     pub prompt: Vec<u32>,
     pub options: GenerateOptions,
     pub sampler: SamplerConfig,
@@ -56,6 +59,7 @@ impl WorkerHandle {
     /// Queues a job; `None` when the worker has stopped.
     pub fn submit(
         &self,
+        id: String,
         prompt: Vec<u32>,
         options: GenerateOptions,
         sampler: SamplerConfig,
@@ -64,6 +68,7 @@ impl WorkerHandle {
         let cancel = Arc::new(AtomicBool::new(false));
         self.queued.fetch_add(1, Ordering::Relaxed);
         let job = Job {
+            id,
             prompt,
             options,
             sampler,
@@ -100,6 +105,7 @@ pub fn spawn<B: Backend + 'static>(
     tokenizer: Arc<Tokenizer>,
     ctx: usize,
     metrics: Arc<Metrics>,
+    mut trace: Trace,
 ) -> Result<WorkerHandle, ServerError> {
     let (jobs, rx) = mpsc::channel::<Job>();
     let queued = Arc::new(AtomicUsize::new(0));
@@ -110,7 +116,7 @@ pub fn spawn<B: Backend + 'static>(
             let mut session = Session::new(backend, ctx);
             for job in rx {
                 let cancelled = job.cancel.load(Ordering::Relaxed)
-                    || run(&mut session, &tokenizer, &metrics, job);
+                    || run(&mut session, &tokenizer, &metrics, &mut trace, job);
                 if cancelled {
                     Metrics::add(&metrics.cancelled, 1);
                 }
@@ -126,6 +132,7 @@ fn run<B: Backend>(
     session: &mut Session<B>,
     tokenizer: &Tokenizer,
     metrics: &Metrics,
+    trace: &mut Trace,
     mut job: Job,
 ) -> bool {
     let send = |r: Reply| job.replies.send(r).is_ok();
@@ -155,6 +162,10 @@ fn run<B: Backend>(
     let cached = prompt.saturating_sub(evaluated);
     Metrics::add(&metrics.prompt_tokens, prompt);
     Metrics::add(&metrics.cached_tokens, cached);
+    if trace.enabled() {
+        let text = String::from_utf8_lossy(&tokenizer.decode(&job.prompt)).into_owned();
+        trace.prompt(&job.id, &text, prompt, cached);
+    }
     if !send(Reply::Prefilled { prompt, cached }) {
         return true;
     }
@@ -171,6 +182,7 @@ fn run<B: Backend>(
         &mut |_, _| {},
         &mut |e| {
             if let Event::Text(t) = e {
+                trace.event(&t);
                 if replies.send(Reply::Text(t)).is_err() {
                     cancel.store(true, Ordering::Relaxed);
                 }
@@ -181,6 +193,11 @@ fn run<B: Backend>(
     match result {
         Ok(g) => {
             Metrics::add(&metrics.completion_tokens, g.tokens.len());
+            if trace.enabled() {
+                let text = String::from_utf8_lossy(&tokenizer.decode(&g.tokens)).into_owned();
+                let outcome = format!("finish {:?}, {} tokens", g.finish, g.tokens.len());
+                trace.finish(&outcome, &text);
+            }
             metrics.add_decode(g.stats.gen_time);
             let stop = (g.finish == Finish::StopString)
                 .then(|| matched_stop(tokenizer, &g.tokens, &job.options.stop_strings))
@@ -193,6 +210,7 @@ fn run<B: Backend>(
             g.finish == Finish::Cancelled
         }
         Err(e) => {
+            trace.finish(&format!("failed: {e}"), "");
             send(Reply::Failed(e.to_string()));
             false
         }

@@ -475,3 +475,44 @@ fn thinking_follow_ups_and_regenerations_reuse_all_but_the_last_prompt_token() {
         "{u}"
     );
 }
+
+#[test]
+fn trace_records_prompt_reuse_events_and_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.txt");
+    let mut config = server::Config::new(4096);
+    config.trace = Some(path.clone());
+    let url = scripted_server(TOOL_SCRIPT, config);
+    let r = post(&format!("{url}/v1/chat/completions"), &chat_body(""));
+    assert_eq!(r.status, 200);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let t = std::fs::read_to_string(&path).unwrap();
+    assert!(t.starts_with(&format!("=== {id}: prompt ")), "{t}");
+    assert!(t.contains("0 reused from the live session"), "{t}");
+    assert!(
+        t.contains("<｜User｜>list files<｜Assistant｜><think>"),
+        "{t}"
+    );
+    assert!(t.contains("## Tools"), "tool block rendered: {t}");
+    assert!(
+        t.contains(r#"ToolCallStart { index: 0, name: "bash" }"#),
+        "{t}"
+    );
+    assert!(t.contains("--- finish ToolCalls"), "{t}");
+    assert!(t.contains("</｜DSML｜tool_calls>\n=== end"), "{t}");
+}
+
+#[test]
+fn an_unwritable_trace_fails_startup() {
+    let mut config = server::Config::new(64);
+    config.trace = Some("/nonexistent/dir/trace.txt".into());
+    let tok = common::v4_tokenizer();
+    let backend = std::sync::Arc::new(common::Scripted::new(&tok, "x", 1));
+    let Err(err) = server::router(backend, tok, 1, config) else {
+        panic!("started with an unwritable trace");
+    };
+    assert!(
+        err.to_string().contains("/nonexistent/dir/trace.txt"),
+        "{err}"
+    );
+}

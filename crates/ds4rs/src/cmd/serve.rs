@@ -30,6 +30,9 @@ pub struct Args {
     /// Send CORS allow headers for browser clients.
     #[arg(long)]
     pub cors: bool,
+    /// Log rendered prompts, cache reuse, parser events and generated text.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -51,6 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config.max_tokens = args.tokens;
     config.api_key = args.api_key;
     config.cors = args.cors;
+    config.trace = args.trace;
     let router = server::router(backend, tok, eos, config)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
