@@ -1,5 +1,6 @@
 //! Anthropic request content to the renderer's messages (spec §7.1): the
-//! `system` field, text / thinking / tool_use / tool_result blocks. Tool
+//! `system` field, text / thinking / tool_use / tool_result blocks, and the
+//! check that each tool result answers a replayed call (§7.2). Tool
 //! results become tool messages ahead of the user's text so the renderer
 //! merges them into the user turn the way DeepSeek's encoder expects.
 
@@ -50,7 +51,33 @@ pub fn messages(v: &Value) -> R<Vec<Message>> {
     for m in items {
         message(m, &mut out)?;
     }
+    check_continuation(&out)?;
     Ok(out)
+}
+
+/// Every tool result must answer a `tool_use` earlier in the request (spec
+/// §7.2). This server keeps no live Anthropic binding to resume from, so a
+/// result whose call was not replayed would render as a naked tool result
+/// the model never asked for; the client is told to replay instead.
+fn check_continuation(messages: &[Message]) -> R<()> {
+    let mut calls = std::collections::HashSet::new();
+    for m in messages {
+        calls.extend(m.tool_calls.iter().filter_map(|c| c.id.as_deref()));
+        if m.role != Role::Tool {
+            continue;
+        }
+        let id = m
+            .tool_call_id
+            .as_deref()
+            .ok_or_else(ApiError::invalid_json)?;
+        if !calls.contains(id) {
+            return Err(ApiError::bad_request(format!(
+                "Anthropic continuation state is not available for tool_use_id {id}; \
+                 retry by replaying the full messages history"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn message(m: &Value, out: &mut Vec<Message>) -> R<()> {

@@ -100,6 +100,12 @@ fn anthropic_cases() -> Vec<(String, u16, &'static str)> {
             r#"{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":5}]}]}"#,
         ),
         bad(r#"{"messages":[{"role":"user","content":[{"type":"text","text":7}]}]}"#),
+        bad(r#"{"messages":[{"role":"user","content":[{"type":"tool_result","content":"x"}]}]}"#),
+        (
+            r#"{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_gone","content":"x"}]}]}"#.into(),
+            400,
+            "Anthropic continuation state is not available for tool_use_id toolu_gone; retry by replaying the full messages history",
+        ),
     ];
     for field in [
         r#""system":5"#,
