@@ -146,3 +146,124 @@ impl<'de> Deserialize<'de> for Stops {
 pub fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mode(
+        model: &str,
+        thinking: Option<Value>,
+        think: Option<bool>,
+        effort: &[Option<&str>],
+    ) -> Thinking {
+        resolve_thinking(&ThinkingInputs {
+            model,
+            thinking: thinking.as_ref(),
+            think,
+            efforts: effort.to_vec(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn thinking_resolution_follows_spec_2_3() {
+        assert_eq!(mode("deepseek-v4-flash", None, None, &[]), Thinking::High);
+        assert_eq!(mode("deepseek-chat", None, None, &[]), Thinking::Off);
+        assert_eq!(
+            mode("deepseek-reasoner", None, Some(false), &[]),
+            Thinking::Off
+        );
+        // An explicit switch, even null or an unknown type, beats the alias.
+        assert_eq!(
+            mode("deepseek-chat", Some(Value::Null), None, &[]),
+            Thinking::High
+        );
+        assert_eq!(
+            mode(
+                "deepseek-chat",
+                Some(json!({"type": "adaptive"})),
+                None,
+                &[]
+            ),
+            Thinking::High
+        );
+        assert_eq!(
+            mode(
+                "x",
+                Some(json!({"type": "disabled", "budget_tokens": 9})),
+                None,
+                &[]
+            ),
+            Thinking::Off
+        );
+        assert_eq!(
+            mode("x", Some(json!(true)), None, &[Some("max")]),
+            Thinking::Max
+        );
+        assert_eq!(mode("x", None, None, &[Some("xhigh")]), Thinking::High);
+        assert_eq!(mode("x", None, None, &[Some("none")]), Thinking::Off);
+        assert_eq!(mode("x", None, None, &[None, Some("max")]), Thinking::Max);
+        // Effort alone is not explicit: the alias still turns thinking off.
+        assert_eq!(
+            mode("deepseek-chat", None, None, &[Some("max")]),
+            Thinking::Off
+        );
+        let bad = ThinkingInputs {
+            model: "x",
+            efforts: vec![Some("extreme")],
+            ..ThinkingInputs::default()
+        };
+        assert_eq!(
+            resolve_thinking(&bad).unwrap_err(),
+            ApiError::invalid_json()
+        );
+    }
+
+    #[test]
+    fn sampling_is_fixed_when_thinking_and_clamped_otherwise() {
+        let s = Sampling {
+            temperature: Some(0.2),
+            top_p: Some(0.5),
+            top_k: Some(5000.0),
+            min_p: Some(-1.0),
+            seed: Some(42.9),
+        };
+        let t = s.resolve(Thinking::High);
+        assert_eq!(
+            (t.temperature, t.top_k, t.top_p, t.min_p, t.seed),
+            (1.0, 0, 1.0, 0.05, 42)
+        );
+        let c = s.resolve(Thinking::Off);
+        assert_eq!(
+            (c.temperature, c.top_k, c.top_p, c.min_p, c.seed),
+            (0.2, 1024, 0.5, 0.0, 42)
+        );
+        let odd = Sampling {
+            temperature: Some(-3.0),
+            top_p: Some(7.0),
+            ..Sampling::default()
+        }
+        .resolve(Thinking::Off);
+        assert_eq!((odd.temperature, odd.top_p), (0.0, 1.0));
+        assert!(odd.validate().is_ok());
+    }
+
+    #[test]
+    fn counts_truncate_and_clamp() {
+        assert_eq!(count(Some(3.9)), Some(3));
+        assert_eq!(count(Some(-2.0)), Some(0));
+        assert_eq!(count(Some(1e12)), Some(i32::MAX as usize));
+        assert_eq!(count(None), None);
+    }
+
+    #[test]
+    fn stops_skip_non_strings_and_empties() {
+        let s: Stops = serde_json::from_str(r#"["a", 3, "", null, "b"]"#).unwrap();
+        assert_eq!(s.0, ["a", "b"]);
+        let s: Stops = serde_json::from_str(r#""x""#).unwrap();
+        assert_eq!(s.0, ["x"]);
+        assert!(serde_json::from_str::<Stops>("5").is_err());
+    }
+}

@@ -516,3 +516,19 @@ fn an_unwritable_trace_fails_startup() {
         "{err}"
     );
 }
+
+#[test]
+fn think_max_needs_a_large_context_and_zero_max_tokens_generates_nothing() {
+    let tokens = |ctx: usize, effort: &str| {
+        let url = scripted_server("Sure.", server::Config::new(ctx));
+        let body = format!(
+            r#"{{"messages":[{{"role":"user","content":"hi"}}],"reasoning_effort":"{effort}","max_tokens":0}}"#
+        );
+        let v = post(&format!("{url}/v1/chat/completions"), &body).json();
+        assert_eq!(v["choices"][0]["finish_reason"], "length");
+        assert_eq!(v["usage"]["completion_tokens"], 0);
+        v["usage"]["prompt_tokens"].as_u64().unwrap()
+    };
+    assert_eq!(tokens(4096, "max"), tokens(4096, "high"));
+    assert!(tokens(400_000, "max") > tokens(400_000, "high") + 20);
+}
