@@ -122,7 +122,6 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
         .tool_calls
         .iter()
         .map(|c| ToolCall {
-            index: None,
             id: ids::random_id("call_"),
             kind: "function",
             function: Function {
@@ -179,15 +178,13 @@ struct AssistantMessage {
     tool_calls: Vec<ToolCall>,
 }
 
-/// An OpenAI tool call, whole or (streaming) its header.
+/// An OpenAI tool call of a non-streaming response.
 #[derive(Serialize)]
-pub struct ToolCall {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<usize>,
-    pub id: String,
+struct ToolCall {
+    id: String,
     #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub function: Function,
+    kind: &'static str,
+    function: Function,
 }
 
 #[derive(Serialize)]

@@ -13,6 +13,7 @@ pub struct Args {
     /// Address to listen on (`localhost` means 127.0.0.1).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Port to listen on (0: any free port, printed at startup).
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
     /// GGUF model file (with its tokenizer).
@@ -30,6 +31,9 @@ pub struct Args {
     /// Send CORS allow headers for browser clients.
     #[arg(long)]
     pub cors: bool,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_body: usize,
     /// Log rendered prompts, cache reuse, parser events and generated text.
     #[arg(long)]
     pub trace: Option<PathBuf>,
@@ -55,6 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config.api_key = args.api_key;
     config.cors = args.cors;
     config.trace = args.trace;
+    config.max_body = args.max_body;
     let router = server::router(backend, tok, eos, config)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
