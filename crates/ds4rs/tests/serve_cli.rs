@@ -54,7 +54,16 @@ fn serve_answers_models_and_chat() {
         .unwrap();
     assert!(st.success());
     let mut child = ds4rs()
-        .args(["serve", "--port", "0", "--ctx", "512", "--model"])
+        .args([
+            "serve",
+            "--host",
+            "localhost",
+            "--port",
+            "0",
+            "--ctx",
+            "512",
+            "--model",
+        ])
         .arg(&model)
         .stderr(Stdio::piped())
         .spawn()

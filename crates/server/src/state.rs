@@ -9,9 +9,12 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::worker::WorkerHandle;
 
+/// Cheap to clone: axum hands a copy to every handler.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
+/// The shared parts; the tokenizer renders prompts on connection tasks so
+/// the engine worker only ever runs the model.
 pub struct Inner {
     pub worker: WorkerHandle,
     pub tokenizer: Arc<Tokenizer>,

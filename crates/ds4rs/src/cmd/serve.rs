@@ -1,7 +1,6 @@
 //! `ds4rs serve`: the OpenAI- and Anthropic-compatible HTTP server (the
 //! `server` crate) over a model file on the CPU backend.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,7 +9,7 @@ use engine::{vocab, CpuBackend};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Address to listen on (`localhost` means 127.0.0.1).
+    /// Address or host name to listen on (`localhost` means 127.0.0.1).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Port to listen on (0: any free port, printed at startup).
@@ -40,12 +39,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let ip: IpAddr = match args.host.as_str() {
-        "localhost" => Ipv4Addr::LOCALHOST.into(),
-        h => h
-            .parse()
-            .with_context(|| format!("--host {h}: not an IP address"))?,
-    };
     let backend = Arc::new(
         CpuBackend::load(&args.model, model::Options::default())
             .with_context(|| format!("loading {}", args.model.display()))?,
@@ -63,10 +56,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let router = server::router(backend, tok, eos, config)?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
-        let addr = SocketAddr::new(ip, args.port);
-        let listener = tokio::net::TcpListener::bind(addr)
+        // ds4 maps `localhost` to IPv4 only; other names and IPv6 literals
+        // resolve as the system does.
+        let host = match args.host.as_str() {
+            "localhost" => "127.0.0.1",
+            h => h,
+        };
+        let listener = tokio::net::TcpListener::bind((host, args.port))
             .await
-            .with_context(|| format!("binding {addr}"))?;
+            .with_context(|| format!("binding {host} port {}", args.port))?;
         // The bound address, so `--port 0` reports the port it got.
         let bound = listener.local_addr().context("reading the bound address")?;
         eprintln!("ds4rs: listening on http://{bound}");
