@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{get, post, post_with, scripted_server};
+use common::{failing_server, get, post, post_with, scripted_server};
 use serde_json::Value;
 
 const OK_MSGS: &str = r#"[{"role":"user","content":"hi"}]"#;
@@ -331,4 +331,39 @@ fn no_cors_headers_by_default() {
     assert!(r.headers().get("access-control-allow-origin").is_none());
     let v: Value = serde_json::from_str(&r.into_body().read_to_string().unwrap()).unwrap();
     assert_eq!(v["object"], "list");
+}
+
+#[test]
+fn engine_failures_are_500s_or_in_band_stream_errors() {
+    let url = failing_server();
+    let chat = r#"{"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = post(&format!("{url}/v1/chat/completions"), chat);
+    assert_eq!(r.status, 500);
+    let v = r.json();
+    assert_eq!(v["error"]["type"], "server_error");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("scripted failure"));
+    let r = post(&format!("{url}/v1/messages"), &anth(r#""stream":false"#));
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["error"]["type"], "api_error");
+
+    // Streams have sent their headers already: the error comes in-band.
+    let r = post(
+        &format!("{url}/v1/chat/completions"),
+        r#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+    );
+    assert_eq!(r.status, 200);
+    let ev = r.events();
+    assert_eq!(ev.len(), 1, "{}", r.body);
+    assert_eq!(ev[0].0.as_deref(), Some("error"));
+    let v: Value = serde_json::from_str(&ev[0].1).unwrap();
+    assert_eq!(v["error"]["type"], "server_error");
+    let r = post(&format!("{url}/v1/messages"), &anth(r#""stream":true"#));
+    let ev = r.events();
+    assert_eq!(ev[0].0.as_deref(), Some("error"), "{}", r.body);
+    let v: Value = serde_json::from_str(&ev[0].1).unwrap();
+    assert_eq!(v["error"]["type"], "api_error");
+    assert_eq!(get(&format!("{url}/health")).status, 200);
 }

@@ -72,6 +72,14 @@ pub fn slow_scripted_server(script: &str, config: server::Config, delay: Duratio
     start(server::router(Arc::new(backend), tok, eos, config).unwrap())
 }
 
+/// A server whose every prefill fails.
+pub fn failing_server() -> String {
+    let tok = v4_tokenizer();
+    let mut backend = Scripted::new(&tok, "x", 1);
+    backend.fail = true;
+    start(server::router(Arc::new(backend), tok, 1, server::Config::new(256)).unwrap())
+}
+
 /// Serves `router` on an ephemeral 127.0.0.1 port from a background runtime.
 pub fn start(router: axum::Router) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -169,6 +177,8 @@ pub struct Scripted {
     assistant: u32,
     /// Time each prefill takes (a long prompt on a slow machine).
     pub delay: Duration,
+    /// Every prefill fails (an engine error).
+    pub fail: bool,
 }
 
 impl Scripted {
@@ -181,6 +191,7 @@ impl Scripted {
             eos,
             assistant: tok.token_to_id("<｜Assistant｜>").unwrap(),
             delay: Duration::ZERO,
+            fail: false,
         }
     }
 
@@ -228,6 +239,11 @@ impl Backend for Scripted {
         _: &AtomicBool,
     ) -> engine::Result<Prefilled> {
         std::thread::sleep(self.delay);
+        if self.fail {
+            return Err(engine::EngineError::StateMismatch(
+                "scripted failure".into(),
+            ));
+        }
         st.0.extend_from_slice(tokens);
         progress(tokens.len());
         Ok(Prefilled {
