@@ -362,6 +362,13 @@ fn metrics_count_requests_tokens_and_reuse() {
         &format!("{url}/v1/messages"),
         r#"{"max_tokens":5,"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"Sure."},{"role":"user","content":"more"}],"thinking":{"type":"disabled"}}"#,
     );
+    // The worker counts a job until it has returned, just after the reply's
+    // last event: wait for it (bounded) before reading the totals.
+    let t = std::time::Instant::now();
+    while get(&format!("{url}/health")).json()["queued"] != 0 {
+        assert!(t.elapsed().as_secs() < 30, "queue never drained");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let r = get(&format!("{url}/metrics"));
     assert_eq!(r.status, 200);
     assert!(r.content_type.starts_with("text/plain"));
