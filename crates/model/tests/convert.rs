@@ -6,6 +6,8 @@
 //! runs, and each kind of malformed input gets an error naming the culprit
 //! with no output file left behind.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -18,25 +20,7 @@ use safetensors::Dtype;
 use serde_json::json;
 
 fn tiny() -> ModelConfig {
-    let mut c = ModelConfig::flash();
-    c.n_layer = 3;
-    c.n_embd = 256;
-    c.n_vocab = 256;
-    c.n_head = 4;
-    c.head_dim = 256;
-    c.q_lora_rank = 128;
-    c.o_lora_rank = 128;
-    c.o_groups = 2;
-    c.n_expert = 4;
-    c.n_expert_used = 2;
-    c.n_ff_exp = 256;
-    c.n_hash_layer = 2;
-    c.sliding_window = 32;
-    c.indexer_heads = 4;
-    c.indexer_top_k = 8;
-    c.compress_ratios = vec![0, 4, 128];
-    c.swiglu_clamp = vec![10.0; 3];
-    c
+    common::tiny(4, 2)
 }
 
 struct Rng(u64);

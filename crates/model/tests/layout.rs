@@ -2,6 +2,8 @@
 //! the 81 GiB file: counts, types, shapes and sizes of §1.4.5, official
 //! names of §1.7, and a written tiny file binding with `Weights::bind`.
 
+mod common;
+
 use gguf::{GgmlType, GgufFile};
 use model::config::metadata_records;
 use model::layout::{builder, layout, Official, Recipe, TensorSpec};
@@ -17,28 +19,8 @@ fn find<'a>(t: &'a [TensorSpec], name: &str) -> &'a TensorSpec {
         .unwrap_or_else(|| panic!("{name} missing"))
 }
 
-/// A small shape with every layer kind (window, sparse, heavy), hash and
-/// top-k layers, and dims the q2 block sizes accept.
 fn tiny() -> ModelConfig {
-    let mut c = ModelConfig::flash();
-    c.n_layer = 3;
-    c.n_embd = 256;
-    c.n_vocab = 256;
-    c.n_head = 4;
-    c.head_dim = 256;
-    c.q_lora_rank = 128;
-    c.o_lora_rank = 128;
-    c.o_groups = 2;
-    c.n_expert = 8;
-    c.n_expert_used = 3;
-    c.n_ff_exp = 256;
-    c.n_hash_layer = 2;
-    c.sliding_window = 32;
-    c.indexer_heads = 4;
-    c.indexer_top_k = 8;
-    c.compress_ratios = vec![0, 4, 128];
-    c.swiglu_clamp = vec![10.0; 3];
-    c
+    common::tiny(8, 3)
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! outputs for every recipe, the bytes depend on the seed alone, weights
 //! have the intended scales and the hash tables are valid.
 
+mod common;
+
 use std::path::Path;
 
 use gguf::{GgmlType, GgufFile};
@@ -12,25 +14,7 @@ use model::synth::{check_shape, pro_shape, synth, truncate_layers};
 use model::{Logits, Model, ModelConfig, NoTrace, Numerics, Options};
 
 fn tiny() -> ModelConfig {
-    let mut c = ModelConfig::flash();
-    c.n_layer = 3;
-    c.n_embd = 256;
-    c.n_vocab = 256;
-    c.n_head = 4;
-    c.head_dim = 256;
-    c.q_lora_rank = 128;
-    c.o_lora_rank = 128;
-    c.o_groups = 2;
-    c.n_expert = 8;
-    c.n_expert_used = 3;
-    c.n_ff_exp = 256;
-    c.n_hash_layer = 2;
-    c.sliding_window = 32;
-    c.indexer_heads = 4;
-    c.indexer_top_k = 8;
-    c.compress_ratios = vec![0, 4, 128];
-    c.swiglu_clamp = vec![10.0; 3];
-    c
+    common::tiny(8, 3)
 }
 
 fn write(cfg: &ModelConfig, r: Recipe, seed: u64, path: &Path) {
