@@ -53,12 +53,14 @@ pub async fn handle(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    Metrics::add(&state.metrics.chat_requests, 1);
     let metrics = state.metrics.clone();
-    run(state, body).await.unwrap_or_else(|e| {
-        Metrics::add(&metrics.rejected, 1);
-        e.into_response()
-    })
+    Metrics::counted(
+        metrics,
+        |m| &m.chat_requests,
+        Flavor::OpenAi,
+        run(state, body),
+    )
+    .await
 }
 
 async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {

@@ -55,12 +55,14 @@ pub async fn handle(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    Metrics::add(&state.metrics.completions_requests, 1);
     let metrics = state.metrics.clone();
-    run(state, body).await.unwrap_or_else(|e| {
-        Metrics::add(&metrics.rejected, 1);
-        e.into_response()
-    })
+    Metrics::counted(
+        metrics,
+        |m| &m.completions_requests,
+        Flavor::OpenAi,
+        run(state, body),
+    )
+    .await
 }
 
 /// The prompt text: a string, or the first element of an array when it is

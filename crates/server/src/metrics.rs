@@ -3,13 +3,16 @@
 //! their ratios), cache reuse, cancellations and the queue depth.
 
 use std::fmt::Write;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
+use crate::error::{ApiError, Flavor};
 use crate::state::AppState;
 
 /// Counters shared by the handlers and the engine worker.
@@ -32,6 +35,22 @@ pub struct Metrics {
 impl Metrics {
     pub fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The response of one request to an endpoint: counts it in `endpoint`
+    /// and, when `reply` refuses it, in `rejected`, the refusal in
+    /// `flavor`'s error shape.
+    pub async fn counted(
+        metrics: Arc<Metrics>,
+        endpoint: fn(&Metrics) -> &AtomicU64,
+        flavor: Flavor,
+        reply: impl Future<Output = Result<Response, ApiError>>,
+    ) -> Response {
+        Metrics::add(endpoint(&metrics), 1);
+        reply.await.unwrap_or_else(|e| {
+            Metrics::add(&metrics.rejected, 1);
+            e.with_flavor(flavor).into_response()
+        })
     }
 
     pub fn add_prefill(&self, t: Duration) {
