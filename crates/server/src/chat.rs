@@ -17,7 +17,9 @@ use text::render::{parse_messages, parse_tools, Thinking};
 use crate::error::{ApiError, Flavor};
 use crate::metrics::Metrics;
 use crate::models::MODEL_ID;
-use crate::params::{count, present, resolve_thinking, Sampling, Stops, ThinkingInputs};
+use crate::params::{
+    count, present, resolve_thinking, Sampling, Stops, StreamOptions, ThinkingInputs,
+};
 use crate::state::AppState;
 use crate::turn::{self, compact_arguments, openai_finish, Usage};
 use crate::{chat_roles, chat_stream, http, ids, json_body, prompt, sse};
@@ -42,11 +44,6 @@ struct ChatRequest {
     think: Option<bool>,
     reasoning_effort: Option<String>,
     stop: Option<Stops>,
-}
-
-#[derive(Deserialize)]
-struct StreamOptions {
-    include_usage: Option<bool>,
 }
 
 pub async fn handle(

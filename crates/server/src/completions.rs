@@ -19,7 +19,9 @@ use crate::chat::UsageJson;
 use crate::error::{ApiError, Flavor};
 use crate::metrics::Metrics;
 use crate::models::MODEL_ID;
-use crate::params::{count, present, resolve_thinking, Sampling, Stops, ThinkingInputs};
+use crate::params::{
+    count, present, resolve_thinking, Sampling, Stops, StreamOptions, ThinkingInputs,
+};
 use crate::state::AppState;
 use crate::turn::{self, openai_finish};
 use crate::{completions_stream, http, ids, json_body, prompt, sse};
@@ -44,11 +46,6 @@ struct CompletionRequest {
     think: Option<bool>,
     reasoning_effort: Option<String>,
     stop: Option<Stops>,
-}
-
-#[derive(Deserialize)]
-struct StreamOptions {
-    include_usage: Option<bool>,
 }
 
 pub async fn handle(

@@ -267,3 +267,9 @@ mod tests {
         assert!(serde_json::from_str::<Stops>("5").is_err());
     }
 }
+
+/// OpenAI's `stream_options` (chat and legacy completions).
+#[derive(serde::Deserialize)]
+pub struct StreamOptions {
+    pub include_usage: Option<bool>,
+}
