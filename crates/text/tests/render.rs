@@ -6,7 +6,8 @@ mod common;
 use common::{fixture, tokenizer};
 use text::json::{self, Value};
 use text::render::{
-    parse_messages, parse_tools, render, Control, Message, RenderOptions, Role, Segment, Thinking,
+    parse_messages, parse_tools, render, render_replaying, Control, Message, RenderOptions, Role,
+    Segment, Thinking,
 };
 
 fn thinking(v: &Value) -> Thinking {
@@ -201,4 +202,52 @@ fn spec_render_examples() {
             assert_eq!(r.token_ids(tok).expect("ids"), ids, "{name}");
         }
     }
+}
+
+#[test]
+fn replayed_tool_calls_render_the_sampled_block_verbatim() {
+    let tok = tokenizer();
+    let messages = parse_messages(
+        r#"[{"role":"user","content":"list"},
+            {"role":"assistant","content":"Looking.","reasoning_content":"Plan.","tool_calls":[
+              {"id":"call_a","type":"function","function":{"name":"ls","arguments":"{\"path\":\".\",\"depth\":{\"max\":2}}"}}]},
+            {"role":"tool","tool_call_id":"call_a","content":"x.rs"}]"#,
+    )
+    .unwrap();
+    let tools = parse_tools(r#"[{"type":"function","function":{"name":"ls"}}]"#).unwrap();
+    let options = RenderOptions {
+        thinking: Thinking::High,
+        context_size: None,
+    };
+    // As sampled: a blank line between the parameters and compact JSON, which the
+    // canonical rendering (`{"max": 2}`, one newline) would not reproduce.
+    let sampled = "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"ls\">\n<｜DSML｜parameter name=\"path\" string=\"true\">.</｜DSML｜parameter>\n\n<｜DSML｜parameter name=\"depth\" string=\"false\">{\"max\":2}</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
+    let canonical = render(&messages, &tools, &options).unwrap();
+    let canonical_block = text::dsml::tool_calls_dsml(&messages[1].tool_calls);
+    assert!(canonical.text().contains(&canonical_block));
+    assert!(!canonical.text().contains(sampled));
+
+    let replay = |calls: &[text::render::ToolCall]| {
+        (calls[0].id.as_deref() == Some("call_a")).then(|| sampled.to_string())
+    };
+    let replayed = render_replaying(&messages, &tools, &options, &replay).unwrap();
+    assert_eq!(
+        replayed.text(),
+        canonical.text().replacen(&canonical_block, sampled, 1)
+    );
+    // The block's markers are control tokens, as when the model sampled them.
+    let dsml = tok.token_to_id("｜DSML｜").unwrap();
+    let ids = replayed.token_ids(tok).unwrap();
+    assert_eq!(
+        ids.iter().filter(|&&t| t == dsml).count(),
+        canonical
+            .token_ids(tok)
+            .unwrap()
+            .iter()
+            .filter(|&&t| t == dsml)
+            .count()
+    );
+    // Declining to replay is the canonical rendering.
+    let none = render_replaying(&messages, &tools, &options, &text::render::NoReplay).unwrap();
+    assert_eq!(none, canonical);
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::replay::{DsmlReplay, NoReplay};
 use super::segments::{Control, Rendered};
 use super::tools_block::render_tools;
 use super::{Message, RenderOptions, Role, Thinking, ToolCall, ToolSchema};
@@ -37,6 +38,17 @@ pub fn render(
     messages: &[Message],
     tools: &[ToolSchema],
     options: &RenderOptions,
+) -> Result<Rendered> {
+    render_replaying(messages, tools, options, &NoReplay)
+}
+
+/// [`render`], except that an assistant turn's tool calls are written as the block `replay`
+/// returns for them (the exact DSML the model sampled) instead of re-rendered from JSON.
+pub fn render_replaying(
+    messages: &[Message],
+    tools: &[ToolSchema],
+    options: &RenderOptions,
+    replay: &dyn DsmlReplay,
 ) -> Result<Rendered> {
     let thinking = options.resolved_thinking();
     let think = thinking != Thinking::Off;
@@ -120,7 +132,10 @@ pub fn render(
                 }
                 out.text_push(turn.content);
                 if !turn.tool_calls.is_empty() {
-                    render_tool_calls(turn.tool_calls, &mut out);
+                    match replay.block(turn.tool_calls) {
+                        Some(raw) => out.template(&raw),
+                        None => render_tool_calls(turn.tool_calls, &mut out),
+                    }
                 }
                 out.control(Control::Eos);
             }

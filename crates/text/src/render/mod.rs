@@ -7,11 +7,13 @@
 
 mod encoder;
 mod input;
+mod replay;
 mod segments;
 mod tools_block;
 
-pub use encoder::render;
+pub use encoder::{render, render_replaying};
 pub use input::{parse_messages, parse_tools};
+pub use replay::{DsmlReplay, NoReplay};
 pub use segments::{Control, Rendered, Segment};
 
 use crate::json;
