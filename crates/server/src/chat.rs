@@ -4,15 +4,12 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use engine::GenerateOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use text::dsml::ParseOptions;
-use text::render::{parse_messages, parse_tools, Thinking};
+use text::render::{parse_messages, parse_tools};
 
 use crate::error::{ApiError, Flavor};
 use crate::metrics::Metrics;
@@ -20,9 +17,10 @@ use crate::models::MODEL_ID;
 use crate::params::{
     count, present, resolve_thinking, Sampling, Stops, StreamOptions, ThinkingInputs,
 };
+use crate::request::{self, Parsed};
 use crate::state::AppState;
 use crate::turn::{self, compact_arguments, openai_finish, Usage};
-use crate::{chat_roles, chat_stream, http, ids, json_body, prompt, sse};
+use crate::{chat_roles, chat_stream, http, ids, json_body, sse};
 
 #[derive(Deserialize)]
 struct ChatRequest {
@@ -60,9 +58,9 @@ pub async fn handle(
     .await
 }
 
-async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let body = http::body(body, Flavor::OpenAi)?;
-    let req: ChatRequest = json_body::parse(&body)?;
+/// A chat request body to a validated request, or the 400 it gets.
+pub fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
+    let req: ChatRequest = json_body::parse(body)?;
     let raw = req
         .messages
         .ok_or_else(|| ApiError::bad_request("missing messages"))?;
@@ -82,46 +80,59 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
         think: req.think,
         efforts: vec![req.reasoning_effort.as_deref()],
     })?;
-    let prompt = prompt::build(&state, &messages, &tools, thinking, "messages")?;
-    let sampler = Sampling {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        top_k: req.top_k,
-        min_p: req.min_p,
-        seed: req.seed,
-    }
-    .resolve(prompt.thinking);
-    let parse = ParseOptions {
-        thinking: prompt.thinking != Thinking::Off,
-        tools: prompt.tools,
-    };
-    let options = GenerateOptions {
-        max_tokens: count(req.max_completion_tokens.or(req.max_tokens))
-            .unwrap_or(state.config.max_tokens),
-        stop_tokens: vec![state.eos],
-        stop_strings: req.stop.unwrap_or_default().0,
-        thinking: parse.thinking,
-        tools: parse.tools,
-        logprobs: 0,
-    };
+    Ok(Parsed {
+        tools,
+        thinking,
+        sampling: Sampling {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            min_p: req.min_p,
+            seed: req.seed,
+        },
+        max_tokens: count(req.max_completion_tokens.or(req.max_tokens)),
+        stop: req.stop.unwrap_or_default().0,
+        stream: req.stream == Some(true),
+        include_usage: req.stream_options.and_then(|o| o.include_usage) == Some(true),
+        ..Parsed::new(messages, model)
+    })
+}
+
+async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = http::body(body, Flavor::OpenAi)?;
+    let req = parse(&body)?;
     let id = state.next_id();
-    let (mut rx, guard) = state
-        .worker
-        .submit(id.clone(), prompt.tokens, options, sampler)
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server shutting down"))?;
-    if req.stream == Some(true) {
-        let include_usage = req.stream_options.and_then(|o| o.include_usage) == Some(true);
-        let s = chat_stream::ChatStream::new(id, model, include_usage);
-        return Ok(sse::respond(rx, guard, s, state.config.keepalive));
+    let mut job = request::submit(&state, &req, id.clone(), "messages")?;
+    if req.stream {
+        let s = chat_stream::ChatStream::new(
+            id,
+            req.model,
+            req.include_usage,
+            state.tool_memory.clone(),
+        );
+        return Ok(sse::respond(
+            job.replies,
+            job.guard,
+            s,
+            state.config.keepalive,
+        ));
     }
-    let turn = turn::collect(&mut rx, parse).await?;
-    drop(guard);
+    let turn = turn::collect(&mut job.replies, job.parse).await?;
+    drop(job.guard);
+    let ids: Vec<String> = turn
+        .message
+        .tool_calls
+        .iter()
+        .map(|_| ids::random_id("call_"))
+        .collect();
+    turn::remember_calls(&state.tool_memory, &ids, &turn.message);
     let calls: Vec<ToolCall> = turn
         .message
         .tool_calls
         .iter()
-        .map(|c| ToolCall {
-            id: ids::random_id("call_"),
+        .zip(ids)
+        .map(|(c, id)| ToolCall {
+            id,
             kind: "function",
             function: Function {
                 name: c.name.clone(),
@@ -134,7 +145,7 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
         id,
         object: "chat.completion",
         created: ids::now(),
-        model,
+        model: req.model,
         choices: [Choice {
             index: 0,
             message: AssistantMessage {

@@ -2,6 +2,8 @@
 //! content deltas, tool-call headers and argument fragments as the DSML
 //! arrives, the finish chunk, the optional usage chunk, `[DONE]`.
 
+use std::sync::Arc;
+
 use axum::response::sse::Event;
 use serde::Serialize;
 use text::dsml;
@@ -9,6 +11,7 @@ use text::dsml;
 use crate::chat::{Function, UsageJson};
 use crate::ids;
 use crate::sse::{data, Projector};
+use crate::tool_memory::ToolMemory;
 use crate::turn::{openai_finish, Usage};
 use crate::worker::Reply;
 
@@ -22,6 +25,7 @@ pub struct ChatStream {
     calls: Vec<String>,
     /// The tool block turned out malformed after calls were streamed.
     aborted: bool,
+    memory: Arc<ToolMemory>,
 }
 
 #[derive(Serialize)]
@@ -84,7 +88,7 @@ struct ErrorBody<'a> {
 }
 
 impl ChatStream {
-    pub fn new(id: String, model: String, include_usage: bool) -> Self {
+    pub fn new(id: String, model: String, include_usage: bool, memory: Arc<ToolMemory>) -> Self {
         ChatStream {
             id,
             model,
@@ -93,6 +97,7 @@ impl ChatStream {
             usage: Usage::default(),
             calls: Vec::new(),
             aborted: false,
+            memory,
         }
     }
 
@@ -170,6 +175,10 @@ impl ChatStream {
             }
             dsml::Event::ToolCallsAborted => {
                 self.aborted = !self.calls.is_empty();
+                None
+            }
+            dsml::Event::ToolCallsEnd { raw } => {
+                self.memory.remember(&self.calls, &raw);
                 None
             }
             _ => None,

@@ -6,13 +6,10 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use engine::GenerateOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use text::dsml::ParseOptions;
 use text::render::{Message, Role};
 
 use crate::chat::UsageJson;
@@ -22,9 +19,10 @@ use crate::models::MODEL_ID;
 use crate::params::{
     count, present, resolve_thinking, Sampling, Stops, StreamOptions, ThinkingInputs,
 };
+use crate::request::{self, Parsed};
 use crate::state::AppState;
 use crate::turn::{self, openai_finish};
-use crate::{completions_stream, http, ids, json_body, prompt, sse};
+use crate::{completions_stream, http, ids, json_body, sse};
 
 /// The system line ds4 puts before a completions prompt.
 const SYSTEM: &str = "You are a helpful assistant";
@@ -72,14 +70,14 @@ fn prompt_text(v: &Value) -> &str {
     }
 }
 
-async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let body = http::body(body, Flavor::OpenAi)?;
-    let req: CompletionRequest = json_body::parse(&body)?;
+/// A completions request body to a validated request, or the 400 it gets.
+pub fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
+    let req: CompletionRequest = json_body::parse(body)?;
     let text = match &req.prompt {
         None | Some(Value::Null) => return Err(ApiError::bad_request("missing prompt")),
         Some(p) => prompt_text(p),
     };
-    let messages = [
+    let messages = vec![
         Message::new(Role::System, SYSTEM),
         Message::new(Role::User, text),
     ];
@@ -90,45 +88,46 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
         think: req.think,
         efforts: vec![req.reasoning_effort.as_deref()],
     })?;
-    let prompt = prompt::build(&state, &messages, &[], thinking, "prompt")?;
-    let sampler = Sampling {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        top_k: req.top_k,
-        min_p: req.min_p,
-        seed: req.seed,
-    }
-    .resolve(prompt.thinking);
-    // Everything the model writes is the completion text.
-    let parse = ParseOptions {
-        thinking: false,
-        tools: false,
-    };
-    let options = GenerateOptions {
-        max_tokens: count(req.max_tokens).unwrap_or(state.config.max_tokens),
-        stop_tokens: vec![state.eos],
-        stop_strings: req.stop.unwrap_or_default().0,
-        thinking: false,
-        tools: false,
-        logprobs: 0,
-    };
+    Ok(Parsed {
+        thinking,
+        sampling: Sampling {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            min_p: req.min_p,
+            seed: req.seed,
+        },
+        max_tokens: count(req.max_tokens),
+        stop: req.stop.unwrap_or_default().0,
+        stream: req.stream == Some(true),
+        include_usage: req.stream_options.and_then(|o| o.include_usage) == Some(true),
+        // Everything the model writes is the completion text.
+        raw_output: true,
+        ..Parsed::new(messages, model)
+    })
+}
+
+async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = http::body(body, Flavor::OpenAi)?;
+    let req = parse(&body)?;
     let id = state.next_id_with("cmpl-");
-    let (mut rx, guard) = state
-        .worker
-        .submit(id.clone(), prompt.tokens, options, sampler)
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server shutting down"))?;
-    if req.stream == Some(true) {
-        let include_usage = req.stream_options.and_then(|o| o.include_usage) == Some(true);
-        let s = completions_stream::CompletionStream::new(id, model, include_usage);
-        return Ok(sse::respond(rx, guard, s, state.config.keepalive));
+    let mut job = request::submit(&state, &req, id.clone(), "prompt")?;
+    if req.stream {
+        let s = completions_stream::CompletionStream::new(id, req.model, req.include_usage);
+        return Ok(sse::respond(
+            job.replies,
+            job.guard,
+            s,
+            state.config.keepalive,
+        ));
     }
-    let turn = turn::collect(&mut rx, parse).await?;
-    drop(guard);
+    let turn = turn::collect(&mut job.replies, job.parse).await?;
+    drop(job.guard);
     Ok(Json(Completion {
         id,
         object: "text_completion",
         created: ids::now(),
-        model,
+        model: req.model,
         choices: vec![Choice {
             text: turn.message.content,
             index: 0,

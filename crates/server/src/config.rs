@@ -22,12 +22,16 @@ pub struct Config {
     pub keepalive: Duration,
     /// Where the worker logs prompts, cache reuse and output (`--trace`).
     pub trace: Option<PathBuf>,
+    /// Tool-call ids whose sampled DSML is remembered for exact replay
+    /// (`--tool-memory-max-ids`); 0 turns exact replay off
+    /// (`--disable-exact-dsml-tool-replay`).
+    pub tool_memory_max_ids: usize,
 }
 
 impl Config {
     /// ds4's defaults for a context of `ctx` tokens: 393216 output tokens at
     /// most, 64 MiB bodies, no key, no CORS, keepalive after 5 s,
-    /// no trace.
+    /// no trace, exact DSML replay of up to 100000 tool-call ids.
     pub fn new(ctx: usize) -> Self {
         Config {
             ctx,
@@ -37,6 +41,7 @@ impl Config {
             max_body: 64 << 20,
             keepalive: Duration::from_secs(5),
             trace: None,
+            tool_memory_max_ids: 100_000,
         }
     }
 }

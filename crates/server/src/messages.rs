@@ -5,23 +5,21 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use engine::GenerateOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use text::dsml::ParseOptions;
-use text::render::{parse_tools, Thinking};
+use text::render::parse_tools;
 
 use crate::error::{ApiError, Flavor};
 use crate::metrics::Metrics;
 use crate::models::MODEL_ID;
 use crate::params::{count, present, resolve_thinking, Sampling, Stops, ThinkingInputs};
+use crate::request::{self, Parsed};
 use crate::state::AppState;
 use crate::turn::{self, anthropic_stop, compact_arguments, Usage};
-use crate::{http, ids, json_body, messages_input, messages_stream, prompt, sse};
+use crate::{http, ids, json_body, messages_input, messages_stream, sse};
 
 #[derive(Deserialize)]
 struct MessagesRequest {
@@ -61,9 +59,9 @@ pub async fn handle(
     .await
 }
 
-async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let body = http::body(body, Flavor::Anthropic)?;
-    let req: MessagesRequest = json_body::parse(&body)?;
+/// A Messages request body to a validated request, or the 400 it gets.
+pub fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
+    let req: MessagesRequest = json_body::parse(body)?;
     let raw = req
         .messages
         .as_ref()
@@ -95,37 +93,45 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
             req.output_config.as_ref().and_then(|o| o.effort.as_deref()),
         ],
     })?;
-    let prompt = prompt::build(&state, &messages, &tools, thinking, "messages")?;
-    let sampler = Sampling {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        top_k: req.top_k,
-        ..Sampling::default()
-    }
-    .resolve(prompt.thinking);
-    let parse = ParseOptions {
-        thinking: prompt.thinking != Thinking::Off,
-        tools: prompt.tools,
-    };
-    let options = GenerateOptions {
-        max_tokens: count(req.max_tokens).unwrap_or(state.config.max_tokens),
-        stop_tokens: vec![state.eos],
-        stop_strings: req.stop_sequences.unwrap_or_default().0,
-        thinking: parse.thinking,
-        tools: parse.tools,
-        logprobs: 0,
-    };
+    Ok(Parsed {
+        tools,
+        thinking,
+        sampling: Sampling {
+            temperature: req.temperature,
+            top_p: req.top_p,
+            top_k: req.top_k,
+            ..Sampling::default()
+        },
+        max_tokens: count(req.max_tokens),
+        stop: req.stop_sequences.unwrap_or_default().0,
+        stream: req.stream == Some(true),
+        ..Parsed::new(messages, model)
+    })
+}
+
+async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = http::body(body, Flavor::Anthropic)?;
+    let req = parse(&body)?;
     let id = state.next_id();
-    let (mut rx, guard) = state
-        .worker
-        .submit(id.clone(), prompt.tokens, options, sampler)
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server shutting down"))?;
-    if req.stream == Some(true) {
-        let s = messages_stream::MessagesStream::new(id, model);
-        return Ok(sse::respond(rx, guard, s, state.config.keepalive));
+    let mut job = request::submit(&state, &req, id.clone(), "messages")?;
+    if req.stream {
+        let s = messages_stream::MessagesStream::new(id, req.model, state.tool_memory.clone());
+        return Ok(sse::respond(
+            job.replies,
+            job.guard,
+            s,
+            state.config.keepalive,
+        ));
     }
-    let turn = turn::collect(&mut rx, parse).await?;
-    drop(guard);
+    let turn = turn::collect(&mut job.replies, job.parse).await?;
+    drop(job.guard);
+    let ids: Vec<String> = turn
+        .message
+        .tool_calls
+        .iter()
+        .map(|_| ids::random_id("toolu_"))
+        .collect();
+    turn::remember_calls(&state.tool_memory, &ids, &turn.message);
     let mut content = Vec::new();
     let reasoning = turn.message.reasoning.unwrap_or_default();
     if !reasoning.is_empty() {
@@ -139,9 +145,9 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
             text: turn.message.content,
         });
     }
-    for c in &turn.message.tool_calls {
+    for (c, call_id) in turn.message.tool_calls.iter().zip(ids) {
         content.push(Block::ToolUse {
-            id: ids::random_id("toolu_"),
+            id: call_id,
             name: c.name.clone(),
             input: raw_json(&compact_arguments(&c.arguments)),
         });
@@ -157,7 +163,7 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
         id,
         kind: "message",
         role: "assistant",
-        model,
+        model: req.model,
         content,
         stop_reason,
         stop_sequence: turn.stop.filter(|_| stop_reason == "stop_sequence"),

@@ -4,6 +4,8 @@
 //! arrives, `message_delta`, `message_stop`. Block indexes count up in
 //! emission order; raw DSML and think tags never reach a delta.
 
+use std::sync::Arc;
+
 use axum::response::sse::Event;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -12,6 +14,7 @@ use text::dsml;
 use crate::ids;
 use crate::messages::{raw_json, UsageJson};
 use crate::sse::{named, Projector};
+use crate::tool_memory::ToolMemory;
 use crate::turn::{anthropic_stop, Usage};
 use crate::worker::Reply;
 
@@ -31,8 +34,10 @@ pub struct MessagesStream {
     open: Open,
     thinking_sent: bool,
     text_sent: bool,
-    calls: usize,
+    /// Ids of the tool_use blocks streamed so far.
+    calls: Vec<String>,
     aborted: bool,
+    memory: Arc<ToolMemory>,
 }
 
 #[derive(Serialize)]
@@ -137,7 +142,7 @@ fn ev(p: &Payload) -> Event {
 }
 
 impl MessagesStream {
-    pub fn new(id: String, model: String) -> Self {
+    pub fn new(id: String, model: String, memory: Arc<ToolMemory>) -> Self {
         MessagesStream {
             id,
             model,
@@ -145,8 +150,9 @@ impl MessagesStream {
             open: Open::None,
             thinking_sent: false,
             text_sent: false,
-            calls: 0,
+            calls: Vec::new(),
             aborted: false,
+            memory,
         }
     }
 
@@ -222,13 +228,14 @@ impl MessagesStream {
                 out.push(self.delta(Delta::Text { text: t }));
             }
             dsml::Event::ToolCallStart { name, .. } => {
+                let id = ids::random_id("toolu_");
+                self.calls.push(id.clone());
                 let block = BlockStart::ToolUse {
-                    id: ids::random_id("toolu_"),
+                    id,
                     name,
                     input: raw_json("{}"),
                 };
                 self.open(Open::Tool, block, &mut out);
-                self.calls += 1;
             }
             dsml::Event::ToolCallArguments { delta, .. } if !delta.is_empty() => {
                 out.push(self.delta(Delta::InputJson {
@@ -238,8 +245,9 @@ impl MessagesStream {
             dsml::Event::ToolCallEnd { .. } => self.close(&mut out),
             dsml::Event::ToolCallsAborted => {
                 self.close(&mut out);
-                self.aborted = self.calls > 0;
+                self.aborted = !self.calls.is_empty();
             }
+            dsml::Event::ToolCallsEnd { raw } => self.memory.remember(&self.calls, &raw),
             _ => {}
         }
         out
@@ -253,14 +261,14 @@ impl MessagesStream {
     ) -> Vec<Event> {
         let mut out = Vec::new();
         self.close(&mut out);
-        if self.thinking_sent && !self.text_sent && self.calls == 0 {
+        if self.thinking_sent && !self.text_sent && self.calls.is_empty() {
             self.open(Open::Text, BlockStart::Text { text: "" }, &mut out);
             self.close(&mut out);
         }
         let stop_reason = if self.aborted {
             "end_turn"
         } else {
-            anthropic_stop(finish, self.calls > 0)
+            anthropic_stop(finish, !self.calls.is_empty())
         };
         out.push(ev(&Payload::MessageDelta {
             delta: StopDelta {

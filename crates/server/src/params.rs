@@ -66,7 +66,7 @@ pub fn resolve_thinking(inputs: &ThinkingInputs) -> Result<Thinking, ApiError> {
 }
 
 /// The client's sampling values (used only with thinking off).
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, Debug, PartialEq)]
 pub struct Sampling {
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,

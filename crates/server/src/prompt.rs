@@ -1,8 +1,9 @@
 //! A parsed request to prompt tokens: rendered by `text::render` exactly as
-//! DeepSeek's reference encoder does (tool schemas included), tokenized, and
-//! checked against the context before it is queued (spec §2.8).
+//! DeepSeek's reference encoder does (tool schemas included, past tool calls
+//! replayed from [`crate::tool_memory`]), tokenized, and checked against the
+//! context before it is queued (spec §2.8).
 
-use text::render::{render, Message, RenderOptions, Thinking, ToolSchema};
+use text::render::{render_replaying, Message, RenderOptions, Thinking, ToolSchema};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,8 +30,10 @@ pub fn build(
         thinking,
         context_size: Some(state.config.ctx as u64),
     };
-    let rendered =
-        render(messages, tools, &options).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Past tool calls render as the DSML the model sampled when it is
+    // remembered, so the prompt extends the live session token for token.
+    let rendered = render_replaying(messages, tools, &options, &*state.tool_memory)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let tokens = rendered
         .token_ids(&state.tokenizer)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;

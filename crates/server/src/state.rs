@@ -7,6 +7,7 @@ use text::Tokenizer;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::tool_memory::ToolMemory;
 use crate::worker::WorkerHandle;
 
 /// Cheap to clone: axum hands a copy to every handler.
@@ -21,6 +22,8 @@ pub struct Inner {
     pub eos: u32,
     pub config: Config,
     pub metrics: Arc<Metrics>,
+    /// Tool-call id → sampled DSML, for exact replay.
+    pub tool_memory: Arc<ToolMemory>,
     requests: AtomicU64,
 }
 
@@ -32,12 +35,14 @@ impl AppState {
         config: Config,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let tool_memory = Arc::new(ToolMemory::new(config.tool_memory_max_ids));
         AppState(Arc::new(Inner {
             worker,
             tokenizer,
             eos,
             config,
             metrics,
+            tool_memory,
             requests: AtomicU64::new(0),
         }))
     }

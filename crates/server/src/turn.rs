@@ -7,6 +7,7 @@ use text::dsml::{self, ParseOptions, ParsedMessage};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::error::ApiError;
+use crate::tool_memory::ToolMemory;
 use crate::worker::Reply;
 
 /// Token counts of one request.
@@ -81,6 +82,16 @@ pub async fn collect(
 
 fn engine_failure(msg: String) -> ApiError {
     ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, msg)
+}
+
+/// Remembers the sampled DSML block of `message` under the ids its calls
+/// were given (exact replay, [`crate::tool_memory`]).
+pub fn remember_calls(memory: &ToolMemory, ids: &[String], message: &ParsedMessage) {
+    if let Some(raw) = &message.raw_dsml {
+        if !ids.is_empty() {
+            memory.remember(ids, raw);
+        }
+    }
 }
 
 /// OpenAI's `finish_reason`: tool calls win whenever some were parsed.

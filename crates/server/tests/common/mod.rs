@@ -72,6 +72,14 @@ pub fn slow_scripted_server(script: &str, config: server::Config, delay: Duratio
     start(server::router(Arc::new(backend), tok, eos, config).unwrap())
 }
 
+/// A server over a [`Scripted`] backend with one script per assistant turn.
+pub fn turns_server(scripts: &[&str], config: server::Config) -> String {
+    let tok = v4_tokenizer();
+    let eos = tok.token_to_id("<｜end▁of▁sentence｜>").unwrap();
+    let backend = Scripted::turns(&tok, scripts, eos);
+    start(server::router(Arc::new(backend), tok, eos, config).unwrap())
+}
+
 /// A server whose every prefill fails.
 pub fn failing_server() -> String {
     let tok = v4_tokenizer();
@@ -170,9 +178,15 @@ pub fn post_with(url: &str, body: &str, header: (&str, &str)) -> Reply {
 /// The script position counts from the prompt's end, found as the token
 /// after the last `<｜Assistant｜>` (its `<think>` or `</think>`), so it does
 /// not matter how the server splits the prompt into prefills and decodes.
+/// Scripts are tokenized with special tokens recognised (`</think>` and the
+/// DSML markers are single tokens), as the real model samples them.
+///
+/// With several scripts, the prompt's n-th assistant turn gets the n-th
+/// (the last one repeats): an agent conversation's later turns can answer
+/// differently from its first.
 pub struct Scripted {
     cfg: ModelConfig,
-    script: Vec<u32>,
+    scripts: Vec<Vec<u32>>,
     eos: u32,
     assistant: u32,
     /// Time each prefill takes (a long prompt on a slow machine).
@@ -183,11 +197,19 @@ pub struct Scripted {
 
 impl Scripted {
     pub fn new(tok: &Tokenizer, script: &str, eos: u32) -> Self {
+        Self::turns(tok, &[script], eos)
+    }
+
+    /// One script per assistant turn.
+    pub fn turns(tok: &Tokenizer, scripts: &[&str], eos: u32) -> Self {
         let mut cfg = ModelConfig::flash();
         cfg.n_vocab = tok.vocab_size();
         Scripted {
             cfg,
-            script: tok.encode(script),
+            scripts: scripts
+                .iter()
+                .map(|s| tok.encode_with_added_tokens(s))
+                .collect(),
             eos,
             assistant: tok.token_to_id("<｜Assistant｜>").unwrap(),
             delay: Duration::ZERO,
@@ -202,7 +224,9 @@ impl Scripted {
             .rposition(|&t| t == self.assistant)
             .map_or(tokens.len(), |i| i + 2);
         let step = tokens.len().saturating_sub(start);
-        l[*self.script.get(step).unwrap_or(&self.eos) as usize] = 100.0;
+        let turn = tokens.iter().filter(|&&t| t == self.assistant).count();
+        let script = &self.scripts[turn.saturating_sub(1).min(self.scripts.len() - 1)];
+        l[*script.get(step).unwrap_or(&self.eos) as usize] = 100.0;
         l
     }
 }
