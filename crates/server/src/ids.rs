@@ -6,14 +6,25 @@ use std::fmt::Write;
 
 /// `prefix` + 32 hex digits of 16 random bytes (`call_…`, `toolu_…`).
 pub fn random_id(prefix: &str) -> String {
-    let mut bytes = [0u8; 16];
+    random_hex::<16>(prefix)
+}
+
+/// `prefix` + 24 hex digits of 12 random bytes: the Responses API's
+/// response and item ids (`resp_…`, `msg_…`, `rs_…`, `fc_…`).
+pub fn item_id(prefix: &str) -> String {
+    random_hex::<12>(prefix)
+}
+
+fn random_hex<const N: usize>(prefix: &str) -> String {
+    let mut bytes = [0u8; N];
     // The OS RNG failing is not worth failing a reply over: the id then
     // still differs per call through the clock and a counter.
     if getrandom::fill(&mut bytes).is_err() {
         let fallback = fallback_seed().to_le_bytes();
-        bytes[..8].copy_from_slice(&fallback);
+        let n = N.min(8);
+        bytes[..n].copy_from_slice(&fallback[..n]);
     }
-    let mut s = String::with_capacity(prefix.len() + 32);
+    let mut s = String::with_capacity(prefix.len() + 2 * N);
     s.push_str(prefix);
     for b in bytes {
         let _ = write!(s, "{b:02x}");

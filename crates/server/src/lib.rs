@@ -1,6 +1,7 @@
 //! `ds4rs serve`: DeepSeek V4 Flash behind the OpenAI Chat Completions,
-//! legacy Completions and Anthropic Messages protocols, so coding agents can
-//! talk to the engine unchanged (`shared/spec/server-api.md`).
+//! Responses and legacy Completions protocols and Anthropic Messages, so
+//! coding agents can talk to the engine unchanged
+//! (`shared/spec/server-api.md`).
 //!
 //! Shape: axum handles connections on tokio; every request is parsed,
 //! rendered and tokenized on its connection task, then queued to the single
@@ -15,11 +16,16 @@
 //! * [`params`]: request knobs shared by the APIs (thinking, sampling, limits).
 //! * [`prompt`]: render + tokenize + context check.
 //! * [`turn`]: a finished turn folded from the worker's replies; usage.
-//! * [`chat`], [`completions`], [`messages`], [`models`]: the endpoints.
+//! * [`request`]: what each endpoint's pure `parse(bytes)` yields, and the
+//!   one path from there to a queued job.
+//! * [`chat`], [`completions`], [`messages`], [`responses`], [`models`]: the
+//!   endpoints; [`responses_input`], [`responses_tools`],
+//!   [`responses_items`]: the Responses API's items and tools.
+//! * [`tool_memory`]: tool-call id → sampled DSML, for exact replay.
 //! * [`chat_roles`]: chat role rules applied before rendering;
 //!   [`messages_input`]: Anthropic content blocks to the renderer's messages.
-//! * [`chat_stream`], [`completions_stream`], [`messages_stream`]: their SSE
-//!   grammars, over [`sse`].
+//! * [`chat_stream`], [`completions_stream`], [`messages_stream`],
+//!   [`responses_stream`]: their SSE grammars, over [`sse`].
 //! * [`ids`]: tool-call ids, seeds, timestamps; [`state`]: shared handler state.
 //! * [`metrics`]: `GET /metrics` counters, shared with the worker.
 //! * [`trace`]: the worker's `--trace` log.
@@ -43,6 +49,11 @@ pub mod models;
 pub mod params;
 pub mod prompt;
 pub mod request;
+pub mod responses;
+pub mod responses_input;
+pub mod responses_items;
+pub mod responses_stream;
+pub mod responses_tools;
 pub mod sse;
 pub mod state;
 pub mod tool_memory;
@@ -88,7 +99,8 @@ pub fn router<B: Backend + 'static>(
             .route("/v1/models/{id}", get(models::one))
             .route("/v1/chat/completions", post(chat::handle))
             .route("/v1/completions", post(completions::handle))
-            .route("/v1/messages", post(messages::handle)),
+            .route("/v1/messages", post(messages::handle))
+            .route("/v1/responses", post(responses::handle)),
         state,
     ))
 }

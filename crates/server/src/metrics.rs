@@ -21,6 +21,7 @@ pub struct Metrics {
     pub chat_requests: AtomicU64,
     pub completions_requests: AtomicU64,
     pub messages_requests: AtomicU64,
+    pub responses_requests: AtomicU64,
     /// Requests answered with a 4xx or 5xx before generation.
     pub rejected: AtomicU64,
     pub prompt_tokens: AtomicU64,
@@ -86,6 +87,10 @@ impl Metrics {
                 (
                     r#"{endpoint="messages"}"#,
                     get(&self.messages_requests).to_string(),
+                ),
+                (
+                    r#"{endpoint="responses"}"#,
+                    get(&self.responses_requests).to_string(),
                 ),
             ],
         );
