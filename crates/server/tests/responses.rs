@@ -100,8 +100,7 @@ fn stream_events(r: &common::Reply) -> Vec<Value> {
     let mut out = Vec::new();
     for (k, (name, data)) in r.events().into_iter().enumerate() {
         assert!(name.is_none(), "event line in {data}");
-        let prefix = format!(r#"{{"type":"#);
-        assert!(data.starts_with(&prefix), "{data}");
+        assert!(data.starts_with(r#"{"type":"#), "{data}");
         let v: Value = serde_json::from_str(&data).unwrap();
         let seq = format!(r#"{{"type":{},"sequence_number":{k},"#, v["type"]);
         assert!(data.starts_with(&seq), "{data} should start {seq}");
