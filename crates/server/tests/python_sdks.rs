@@ -1,5 +1,5 @@
 //! The official Python SDKs (`openai`, `anthropic`; `.ci/run` installs them
-//! from PyPI) driving the server: models, chat and messages, streaming and
+//! from PyPI) driving the server: models, chat, Responses and messages, streaming and
 //! not, usage with cached tokens, stop sequences, tool calls round trip, and
 //! error mapping. Tool paths run on the scripted backend so they are exact.
 

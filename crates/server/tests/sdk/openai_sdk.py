@@ -74,6 +74,46 @@ pieces = [ch.choices[0].text for ch in
           if ch.choices]
 assert "".join(pieces) == "Hello there. STOP here and more text.", pieces
 
+# Responses API: items, a tool round trip with reused prefix, streaming.
+RTOOLS = [{"type": "function", "name": "bash", "description": "Run a command",
+           "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}}]
+r = tools.responses.create(model="deepseek-v4-flash", input="list files", tools=RTOOLS,
+                           reasoning={"effort": "high", "summary": "auto"})
+assert r.status == "completed", r
+assert [i.type for i in r.output] == ["reasoning", "message", "function_call"], r.output
+assert r.output[0].summary[0].text == "I should list files."
+assert r.output_text == "Let me look.", r.output_text
+fc = r.output[2]
+assert fc.call_id.startswith("call_") and fc.name == "bash" and fc.id.startswith("fc_")
+assert json.loads(fc.arguments) == ARGS
+assert r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
+follow = ([{"role": "user", "content": "list files"}]
+          + [i.model_dump(exclude_none=True) for i in r.output]
+          + [{"type": "function_call_output", "call_id": fc.call_id, "output": "main.rs"}])
+r2 = tools.responses.create(model="deepseek-v4-flash", input=follow, tools=RTOOLS,
+                            reasoning={"summary": "auto"})
+assert r2.output[-1].type == "function_call"
+cached = r2.usage.input_tokens_details.cached_tokens
+assert cached >= r.usage.input_tokens + r.usage.output_tokens - 1, (r.usage, r2.usage)
+
+events = list(tools.responses.create(model="deepseek-v4-flash", input="list files",
+                                     tools=RTOOLS, stream=True))
+assert [e.sequence_number for e in events] == list(range(len(events)))
+assert events[0].type == "response.created" and events[-1].type == "response.completed"
+assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "Let me look."
+done = [e for e in events if e.type == "response.function_call_arguments.done"]
+assert len(done) == 1 and json.loads(done[0].arguments) == ARGS
+final = events[-1].response
+assert [i.type for i in final.output] == ["message", "function_call"], final.output
+assert final.usage.input_tokens > 0
+
+try:
+    tools.responses.create(model="deepseek-v4-flash", input=[
+        {"type": "function_call_output", "call_id": "call_unknown", "output": "x"}])
+    raise AssertionError("orphan tool output accepted")
+except openai.BadRequestError as e:
+    assert "continuation state is not available" in str(e), e
+
 try:
     text.chat.completions.create(model="deepseek-chat", messages="nope")
     raise AssertionError("bad request accepted")
