@@ -125,6 +125,69 @@ fn anthropic_cases() -> Vec<(String, u16, &'static str)> {
     v
 }
 
+/// Bad `/v1/responses` bodies (spec §6).
+fn responses_cases() -> Vec<(String, u16, &'static str)> {
+    let bad = |b: &str| (b.to_string(), 400, "invalid JSON request");
+    let item = |i: &str| format!(r#"{{"input":[{i}]}}"#);
+    vec![
+        bad("not json"),
+        bad(r#"{"input":5}"#),
+        bad(r#"{"input":{"role":"user"}}"#),
+        ("{}".into(), 400, "missing input"),
+        (r#"{"input":null}"#.into(), 400, "missing input"),
+        bad(r#"{"input":"x","stream":"yes"}"#),
+        bad(r#"{"input":"x","temperature":"hot"}"#),
+        bad(r#"{"input":"x","reasoning":{"effort":"huge"}}"#),
+        bad(r#"{"input":"x","reasoning":{"effort":5}}"#),
+        bad(r#"{"input":"x","tools":{}}"#),
+        bad(r#"{"input":"x","tools":[{"type":"namespace","name":"n"}]}"#),
+        bad(&item(r#"5"#)),
+        bad(&item(r#"{"type":"hologram"}"#)),
+        bad(&item(
+            r#"{"type":"message","status":"incomplete","content":"x"}"#,
+        )),
+        bad(&item(r#"{"type":"message","role":"wizard","content":"x"}"#)),
+        bad(&item(
+            r#"{"content":[{"type":"input_image","image_url":"u"}]}"#,
+        )),
+        bad(&item(r#"{"content":[{"type":"input_text","text":5}]}"#)),
+        bad(&item(
+            r#"{"type":"reasoning","summary":[{"type":"summary_text","text":"r"}],"status":"in_progress"}"#,
+        )),
+        bad(&item(
+            r#"{"type":"function_call","call_id":"c","arguments":"{}"}"#,
+        )),
+        bad(&item(
+            r#"{"type":"tool_search_output","call_id":"c","tools":"x"}"#,
+        )),
+        (
+            item(r#"{"type":"function_call_output","call_id":"call_zz","output":"o"}"#),
+            400,
+            "continuation state is not available for call_id call_zz",
+        ),
+        (
+            r#"{"input":"x","conversation":"conv_1"}"#.into(),
+            400,
+            "conversation is not supported",
+        ),
+        (
+            r#"{"input":"x","previous_response_id":"resp_1"}"#.into(),
+            400,
+            "previous_response_id is not supported",
+        ),
+        (
+            r#"{"input":"x","tool_choice":"required"}"#.into(),
+            400,
+            "tool_choice=required not supported",
+        ),
+        (
+            r#"{"input":"x","tool_choice":{"type":"function","name":"f"}}"#.into(),
+            400,
+            "forced tool_choice not supported",
+        ),
+    ]
+}
+
 fn tiny_limits() -> server::Config {
     let mut c = server::Config::new(64);
     c.max_body = 4096;
@@ -174,6 +237,15 @@ fn malformed_requests_get_their_status_and_shape() {
         let r = post(&format!("{url}/v1/completions"), body);
         assert_eq!(r.status, status, "{body}: {}", r.body);
         assert!(r.json()["error"]["message"].as_str().unwrap().contains(msg));
+        n += 1;
+    }
+    for (body, status, msg) in responses_cases() {
+        let r = post(&format!("{url}/v1/responses"), &body);
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        let v = r.json();
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.contains(msg), "{body}: {m}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{body}");
         n += 1;
     }
     let mut table = anthropic_cases();
@@ -365,5 +437,15 @@ fn engine_failures_are_500s_or_in_band_stream_errors() {
     assert_eq!(ev[0].0.as_deref(), Some("error"), "{}", r.body);
     let v: Value = serde_json::from_str(&ev[0].1).unwrap();
     assert_eq!(v["error"]["type"], "api_error");
+    let r = post(&format!("{url}/v1/responses"), r#"{"input":"hi"}"#);
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["error"]["type"], "server_error");
+    let r = post(
+        &format!("{url}/v1/responses"),
+        r#"{"input":"hi","stream":true}"#,
+    );
+    let ev = r.events();
+    assert_eq!(ev.len(), 1, "{}", r.body);
+    assert_eq!(ev[0].0.as_deref(), Some("error"));
     assert_eq!(get(&format!("{url}/health")).status, 200);
 }

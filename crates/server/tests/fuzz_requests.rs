@@ -12,7 +12,7 @@ use common::{post, scripted_server};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-const KEYS: [&str; 24] = [
+const KEYS: [&str; 28] = [
     "messages",
     "model",
     "tools",
@@ -37,12 +37,24 @@ const KEYS: [&str; 24] = [
     "content",
     "type",
     "text",
+    "input",
+    "instructions",
+    "reasoning",
+    "max_output_tokens",
 ];
 
-const VALID: [&str; 3] = [
+const VALID: [&str; 4] = [
+    r#"{"input":[{"role":"user","content":"hi"},{"type":"function_call","call_id":"c1","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c1","output":"ok"}],"max_output_tokens":4,"reasoning":{"summary":"auto"}}"#,
     r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":4,"stop":["x"]}"#,
     r#"{"max_tokens":4,"system":"s","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}"#,
     r#"{"prompt":"hi","max_tokens":4,"stream":true}"#,
+];
+
+const PATHS: [&str; 4] = [
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/v1/completions",
+    "/v1/responses",
 ];
 
 fn url() -> &'static str {
@@ -132,7 +144,7 @@ proptest! {
     #[test]
     fn random_json_gets_200_or_a_shaped_4xx(
         top in prop::collection::vec((prop::sample::select(&KEYS[..]), json_value()), 0..6),
-        path in prop::sample::select(&["/v1/chat/completions", "/v1/messages", "/v1/completions"][..]),
+        path in prop::sample::select(&PATHS[..]),
     ) {
         let body: Map<String, Value> = top.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         check(path, &Value::Object(body).to_string());
@@ -141,7 +153,7 @@ proptest! {
     #[test]
     fn edited_valid_requests_get_200_or_a_shaped_4xx(
         body in mutated(),
-        path in prop::sample::select(&["/v1/chat/completions", "/v1/messages", "/v1/completions"][..]),
+        path in prop::sample::select(&PATHS[..]),
     ) {
         check(path, &body);
     }
