@@ -91,8 +91,9 @@ pub trait Backend: Send + Sync {
     /// Evaluates one token; returns the logits for the next one.
     fn decode(&self, state: &mut Self::State, token: u32) -> Result<Vec<f32>>;
 
-    /// The state's content in logical order.
-    fn export(&self, state: &Self::State) -> StateImage;
+    /// The state's content in logical order (fallible: a device state must
+    /// be copied back first).
+    fn export(&self, state: &Self::State) -> Result<StateImage>;
 
     /// A state holding `image`, which must have this model's shapes (checked:
     /// an image from a file is untrusted).

@@ -84,7 +84,7 @@ impl<B: Backend> Session<B> {
         let backend = self.backend();
         let cfg = backend.config();
         let logits = self.logits()?;
-        let image = backend.export(self.state());
+        let image = backend.export(self.state())?;
         let t = image.n_tokens;
         let ctx = image.ctx;
         let window = cfg.sliding_window.min(ctx);

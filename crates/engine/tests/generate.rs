@@ -220,12 +220,12 @@ impl Backend for Scripted {
         st.0.push(token);
         Ok(self.logits(st.0.len()))
     }
-    fn export(&self, st: &Self::State) -> StateImage {
-        StateImage {
+    fn export(&self, st: &Self::State) -> engine::Result<StateImage> {
+        Ok(StateImage {
             ctx: st.1,
             n_tokens: st.0.len(),
             layers: Vec::new(),
-        }
+        })
     }
     fn import(&self, _: &StateImage) -> engine::Result<Self::State> {
         Err(EngineError::StateMismatch("scripted backend".into()))

@@ -279,12 +279,12 @@ impl Backend for Scripted {
         st.0.push(token);
         Ok(self.logits(&st.0))
     }
-    fn export(&self, st: &ScriptState) -> StateImage {
-        StateImage {
+    fn export(&self, st: &ScriptState) -> engine::Result<StateImage> {
+        Ok(StateImage {
             ctx: st.1,
             n_tokens: st.0.len(),
             layers: Vec::new(),
-        }
+        })
     }
     fn import(&self, image: &StateImage) -> engine::Result<ScriptState> {
         Ok(ScriptState(vec![0; image.n_tokens], image.ctx))
