@@ -53,42 +53,7 @@ extern "C" __global__ void quantize_q8_0_act(const float *x, int n, int8_t *qs, 
     if (lane == 0) scales[block] = d;
 }
 
-// y = W x for Q8_0 weights and a Q8_0 activation (§5.3): one warp per row;
-// lane l handles blocks l, l+32, ...; each block's integer sum is exact and
-// its float term is (wd * scale) * isum as on the CPU; the warp then adds the
-// lanes' partial sums (the only reordering against the CPU's block order).
-extern "C" __global__ void matvec_q8_0(const uint8_t *w, int rows, int cols, const int8_t *qs,
-                                       const float *scales, float *y) {
-    int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
-    int lane = threadIdx.x % WARP;
-    if (row >= rows) return;
-    int nb = cols / 32;
-    const uint8_t *r = w + (size_t)row * nb * 34;
-    float acc = 0.0f;
-    for (int b = lane; b < nb; b += WARP) {
-        const uint8_t *blk = r + (size_t)b * 34;
-        const int8_t *a = qs + b * 32;
-        int isum = 0;
-#pragma unroll 8
-        for (int j = 0; j < 32; j++) isum += (int)(int8_t)blk[2 + j] * (int)a[j];
-        acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(f16_at(blk), scales[b]), (float)isum));
-    }
-    acc = warp_sum(acc);
-    if (lane == 0) y[row] = acc;
-}
 
-// y = W x for F16 weights and f32 activations (model.md §11.1, F16 x f32
-// class): one warp per row, f32 products and sums.
-extern "C" __global__ void matvec_f16(const uint16_t *w, int rows, int cols, const float *x, float *y) {
-    int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
-    int lane = threadIdx.x % WARP;
-    if (row >= rows) return;
-    const uint16_t *r = w + (size_t)row * cols;
-    float acc = 0.0f;
-    for (int i = lane; i < cols; i += WARP) acc = __fadd_rn(acc, __fmul_rn(half_to_float(r[i]), x[i]));
-    acc = warp_sum(acc);
-    if (lane == 0) y[row] = acc;
-}
 
 // The Q8_K activation block (gguf-and-quants.md §3.6), the layout of
 // gguf::quant::BlockQ8K (#[repr(C)], 292 bytes).
@@ -154,117 +119,8 @@ extern "C" __global__ void quantize_q8_k(const float *x, int nblocks, block_q8_K
     if (lane == 0) out->d = __fdiv_rn(1.0f, iscale);
 }
 
-// Q2_K x Q8_K (§5.4), one warp per row, lanes over 256-blocks; each block's
-// float term is (dall*isum - dmin*summs) exactly as the CPU forms it.
-extern "C" __global__ void matvec_q2_k(const uint8_t *w, int rows, int cols, const block_q8_K *y,
-                                       float *out) {
-    int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
-    int lane = threadIdx.x % WARP;
-    if (row >= rows) return;
-    int nb = cols / 256;
-    const uint8_t *r = w + (size_t)row * nb * 84;
-    float acc = 0.0f;
-    for (int b = lane; b < nb; b += WARP) {
-        const uint8_t *x = r + (size_t)b * 84;
-        const block_q8_K *a = y + b;
-        const uint8_t *scales = x;
-        const uint8_t *qs = x + 16;
-        int summs = 0;
-        for (int j = 0; j < 16; j++) summs += (int)a->bsums[j] * (int)(scales[j] >> 4);
-        int isum = 0;
-        for (int s = 0; s < 16; s++) {
-            int h = s / 8, j = (s % 8) / 2, half = s % 2;
-            int sub = 0;
-            for (int l = 0; l < 16; l++) {
-                int q = (qs[32 * h + 16 * half + l] >> (2 * j)) & 3;
-                sub += q * (int)a->qs[128 * h + 32 * j + 16 * half + l];
-            }
-            isum += (int)(scales[s] & 15) * sub;
-        }
-        float dall = __fmul_rn(a->d, f16_at(x + 80));
-        float dmin = __fmul_rn(a->d, f16_at(x + 82));
-        acc = __fadd_rn(acc, __fsub_rn(__fmul_rn(dall, (float)isum), __fmul_rn(dmin, (float)summs)));
-    }
-    acc = warp_sum(acc);
-    if (lane == 0) out[row] = acc;
-}
 
-// Q4_K x Q8_K (§5.5), same structure.
-extern "C" __global__ void matvec_q4_k(const uint8_t *w, int rows, int cols, const block_q8_K *y,
-                                       float *out) {
-    int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
-    int lane = threadIdx.x % WARP;
-    if (row >= rows) return;
-    int nb = cols / 256;
-    const uint8_t *r = w + (size_t)row * nb * 144;
-    float acc = 0.0f;
-    for (int b = lane; b < nb; b += WARP) {
-        const uint8_t *x = r + (size_t)b * 144;
-        const block_q8_K *a = y + b;
-        const uint8_t *S = x + 4;
-        const uint8_t *qs = x + 16;
-        int summs = 0, isum = 0;
-        for (int j = 0; j < 8; j++) {
-            int sc, m;
-            if (j < 4) {
-                sc = S[j] & 63;
-                m = S[j + 4] & 63;
-            } else {
-                sc = (S[j + 4] & 15) | ((S[j - 4] >> 6) << 4);
-                m = (S[j + 4] >> 4) | ((S[j] >> 6) << 4);
-            }
-            summs += m * ((int)a->bsums[2 * j] + (int)a->bsums[2 * j + 1]);
-            const uint8_t *q = qs + 32 * (j / 2);
-            int shift = 4 * (j % 2);
-            int sub = 0;
-            for (int i = 0; i < 32; i++) sub += ((q[i] >> shift) & 15) * (int)a->qs[32 * j + i];
-            isum += sc * sub;
-        }
-        float d = __fmul_rn(a->d, f16_at(x));
-        float dmin = __fmul_rn(a->d, f16_at(x + 2));
-        acc = __fadd_rn(acc, __fsub_rn(__fmul_rn(d, (float)isum), __fmul_rn(dmin, (float)summs)));
-    }
-    acc = warp_sum(acc);
-    if (lane == 0) out[row] = acc;
-}
 
-// IQ2_XXS x Q8_K (§5.6 scalar structure): integer bsum per block, one float
-// term d*bsum per block, the 1/8 applied once at the end. `grid` (256 u64)
-// and `ksigns` (128 bytes) are gguf::quant::tables, uploaded at start.
-extern "C" __global__ void matvec_iq2_xxs(const uint8_t *w, int rows, int cols, const block_q8_K *y,
-                                          const uint64_t *grid, const uint8_t *ksigns, float *out) {
-    int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
-    int lane = threadIdx.x % WARP;
-    if (row >= rows) return;
-    int nb = cols / 256;
-    const uint8_t *r = w + (size_t)row * nb * 66;
-    float acc = 0.0f;
-    for (int b = lane; b < nb; b += WARP) {
-        const uint8_t *x = r + (size_t)b * 66;
-        const block_q8_K *a = y + b;
-        float d = __fmul_rn(f16_at(x), a->d);
-        int bsum = 0;
-        for (int g = 0; g < 8; g++) {
-            uint32_t A = u32_at(x + 2 + 8 * g);
-            uint32_t B = u32_at(x + 6 + 8 * g);
-            int ls = 2 * (int)(B >> 28) + 1;
-            int sumi = 0;
-            for (int i = 0; i < 4; i++) {
-                uint64_t gr = grid[(A >> (8 * i)) & 0xFF];
-                uint8_t signs = ksigns[(B >> (7 * i)) & 127];
-                for (int j = 0; j < 8; j++) {
-                    int gv = (int)((gr >> (8 * j)) & 0xFF);
-                    int v = (signs >> j) & 1 ? -gv : gv;
-                    sumi += v * (int)a->qs[32 * g + 8 * i + j];
-                }
-            }
-            bsum += sumi * ls;
-        }
-        acc = __fadd_rn(acc, __fmul_rn(d, (float)bsum));
-    }
-    acc = warp_sum(acc);
-    if (lane == 0) out[row] = __fmul_rn(0.125f, acc);
-}
 
 // ---------------------------------------------------------------------------
 // Element-wise stages of a layer (model.md §4, §5; attention.md §5, §6, §12).
@@ -301,23 +157,6 @@ extern "C" __global__ void rms_norm(const float *x, const float *w, int n, float
     }
 }
 
-// Interleaved-pair RoPE on the last 2*pairs dims of each of `count`
-// vectors of `dim` (one thread per pair); `inverse` rotates backwards
-// (attention.md §5.1, §5.6). inv_freq as computed by model::rope::Rope.
-extern "C" __global__ void rope(float *v, int count, int dim, const float *inv_freq, int pairs, int pos,
-                                int inverse) {
-    int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= count * pairs) return;
-    int vec = t / pairs, k = t % pairs;
-    float *tail = v + (size_t)vec * dim + (dim - 2 * pairs);
-    float theta = __fmul_rn((float)pos, inv_freq[k]);
-    float s, c;
-    sincosf(theta, &s, &c);
-    if (inverse) s = -s;
-    float a = tail[2 * k], b = tail[2 * k + 1];
-    tail[2 * k] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
-    tail[2 * k + 1] = __fadd_rn(__fmul_rn(a, s), __fmul_rn(b, c));
-}
 
 // Smallest power of two >= x (x > 0): the "ue8m0" scale (model::qat).
 __device__ __forceinline__ float pow2_ceil(float x) {
@@ -337,14 +176,9 @@ __device__ __forceinline__ float e4m3_round(float y) {
     return copysignf(r, y);
 }
 
-// FP8 E4M3 round trip of dims [0, nope) of `count` rows of `dim`, blocks of
-// 64 (attention.md §6.1): one warp per block, two values per lane.
-extern "C" __global__ void fp8_round_trip(float *v, int count, int dim, int nope) {
-    int per_row = nope / 64;
-    int block = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
-    int lane = threadIdx.x % WARP;
-    if (block >= count * per_row) return;
-    float *b = v + (size_t)(block / per_row) * dim + (block % per_row) * 64;
+// FP8 E4M3 round trip of one 64-value block `b` by a whole warp, two
+// values per lane (attention.md §6.1).
+__device__ __forceinline__ void fp8_block(float *b, int lane) {
     float x0 = b[lane], x1 = b[lane + 32];
     float amax = fmaxf(warp_max(fmaxf(fabsf(x0), fabsf(x1))), 1e-4f);
     float scale = pow2_ceil(__fdiv_rn(amax, 448.0f));
@@ -352,18 +186,30 @@ extern "C" __global__ void fp8_round_trip(float *v, int count, int dim, int nope
     b[lane + 32] = __fmul_rn(e4m3_round(fminf(fmaxf(__fdiv_rn(x1, scale), -448.0f), 448.0f)), scale);
 }
 
+// Dims [0, nope) of `count` rows of `dim`: one warp per 64-block.
+extern "C" __global__ void fp8_round_trip(float *v, int count, int dim, int nope) {
+    int per_row = nope / 64;
+    int block = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
+    if (block >= count * per_row) return;
+    fp8_block(v + (size_t)(block / per_row) * dim + (block % per_row) * 64, lane);
+}
+
+__device__ __forceinline__ float f16_rt(float v) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    return half_to_float(h);
+}
+
 // Round to f16 and back (storage precision of attention rows, §12).
 extern "C" __global__ void f16_round(float *v, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    unsigned short h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v[i]));
-    v[i] = half_to_float(h);
+    v[i] = f16_rt(v[i]);
 }
 
 // ---------------------------------------------------------------------------
-// Hyper-connections (model.md §5), router (§7.1–7.3) and sink attention
-// (attention.md §9).
+// Hyper-connections (model.md §5).
 
 #define MAX_HC 8
 
@@ -419,158 +265,20 @@ extern "C" __global__ void hc_split(const float *mix, int count, int n_hc, const
     for (int i = 0; i < n_hc * n_hc; i++) comb[(size_t)t * n_hc * n_hc + i] = p[i];
 }
 
-// HC-post (§5.3) for one token: H'[c][d] = y[d]*post[c] + Σ_r P[r][c]*H[r][d].
-extern "C" __global__ void hc_post(const float *y, const float *h, const float *post, const float *comb,
-                                   int n_hc, int d, float *out) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n_hc * d) return;
-    int c = i / d, j = i % d;
-    float acc = __fmul_rn(y[j], post[c]);
-    for (int r = 0; r < n_hc; r++) acc = __fadd_rn(acc, __fmul_rn(comb[n_hc * r + c], h[(size_t)r * d + j]));
-    out[i] = acc;
-}
-
-// Router for one token (§7.1–7.3): scores sqrt(softplus(logit)); hash
-// layers take `hash_ids`, others the top-k of score+bias by repeated warp
-// argmax (ties to the lower index, as the CPU's stable insertion); weights
-// from the unbiased scores, normalized with the 2^-14 floor, times `scale`.
-// One warp; n_expert <= 32*16.
-extern "C" __global__ void router(const float *logits, int n_expert, const float *bias, const int *hash_ids,
-                                  int k, float scale, int *experts, float *weights) {
-    int lane = threadIdx.x;
-    float s[16], sel[16];
-    int per = (n_expert + WARP - 1) / WARP;
-    for (int i = 0; i < per; i++) {
-        int e = lane * per + i;
-        if (e < n_expert) {
-            float z = logits[e];
-            float sp = z > 20.0f ? z : (z < -20.0f ? expf(z) : log1pf(expf(z)));
-            s[i] = __fsqrt_rn(sp);
-            sel[i] = bias ? __fadd_rn(s[i], bias[e]) : s[i];
-        } else {
-            s[i] = 0.0f;
-            sel[i] = -INFINITY;
-        }
-    }
-    __shared__ float chosen_score[64];
-    for (int slot = 0; slot < k; slot++) {
-        int best_e = n_expert;
-        float best = -INFINITY;
-        if (hash_ids) {
-            best_e = hash_ids[slot];
-        } else {
-            for (int i = 0; i < per; i++) {
-                int e = lane * per + i;
-                if (e < n_expert && (sel[i] > best || (sel[i] == best && e < best_e))) {
-                    best = sel[i];
-                    best_e = e;
-                }
-            }
-            for (int o = 16; o > 0; o >>= 1) {
-                float ob = __shfl_xor_sync(0xffffffffu, best, o);
-                int oe = __shfl_xor_sync(0xffffffffu, best_e, o);
-                if (ob > best || (ob == best && oe < best_e)) {
-                    best = ob;
-                    best_e = oe;
-                }
-            }
-            if (best_e / per == lane) sel[best_e % per] = -INFINITY;
-        }
-        float sc = 0.0f;
-        if (best_e / per == lane) sc = s[best_e % per];
-        sc = warp_sum(sc);
-        if (lane == 0) {
-            experts[slot] = best_e;
-            chosen_score[slot] = sc;
-        }
-    }
-    __syncwarp();
-    if (lane == 0) {
-        float sum = 0.0f;
-        for (int slot = 0; slot < k; slot++) sum = __fadd_rn(sum, chosen_score[slot]);
-        sum = fmaxf(sum, 6.103515625e-5f);
-        for (int slot = 0; slot < k; slot++) weights[slot] = __fmul_rn(__fdiv_rn(chosen_score[slot], sum), scale);
-    }
-}
-
-// One head's sink softmax over `n_keys` rows of `dim` (keys are the
-// values): one block per head; scores in dynamic shared memory.
-extern "C" __global__ void sink_attention(const float *q, const float *keys, int n_keys, int dim,
-                                          const float *sinks, float scale, float *out) {
-    extern __shared__ float sc[];
-    int head = blockIdx.x;
-    const float *qh = q + (size_t)head * dim;
-    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP, nw = blockDim.x / WARP;
-    for (int k = warp; k < n_keys; k += nw) {
-        const float *key = keys + (size_t)k * dim;
-        float acc = 0.0f;
-        for (int j = lane; j < dim; j += WARP) acc = __fadd_rn(acc, __fmul_rn(qh[j], key[j]));
-        acc = warp_sum(acc);
-        if (lane == 0) sc[k] = __fmul_rn(acc, scale);
-    }
-    __syncthreads();
-    float sink = sinks[head];
-    float m = sink;
-    for (int k = 0; k < n_keys; k++) m = fmaxf(m, sc[k]);
-    float den = expf(__fsub_rn(sink, m));
-    for (int k = 0; k < n_keys; k++) den = __fadd_rn(den, expf(__fsub_rn(sc[k], m)));
-    float inv = __fdiv_rn(1.0f, den);
-    for (int j = threadIdx.x; j < dim; j += blockDim.x) {
-        float acc = 0.0f;
-        for (int k = 0; k < n_keys; k++) acc = __fadd_rn(acc, __fmul_rn(expf(__fsub_rn(sc[k], m)), keys[(size_t)k * dim + j]));
-        out[(size_t)head * dim + j] = __fmul_rn(acc, inv);
-    }
-}
-
 // ---------------------------------------------------------------------------
-// MoE activation, HC collapse, compressor pooling, indexer round trip.
-
-// mid = (silu(min(g, c)) * clamp(u, -c, c)) * weight (model.md §7.4), the
-// stable sigmoid; clamp only when c > 1e-6.
-extern "C" __global__ void swiglu(const float *g, const float *u, int n, float clamp_c, float weight, float *mid) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float a = g[i], b = u[i];
-    if (clamp_c > 1e-6f) {
-        a = fminf(a, clamp_c);
-        b = fminf(fmaxf(b, -clamp_c), clamp_c);
-    }
-    float sig;
-    if (a >= 0.0f) {
-        sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-a)));
-    } else {
-        float e = expf(a);
-        sig = __fdiv_rn(e, __fadd_rn(1.0f, e));
-    }
-    mid[i] = __fmul_rn(__fmul_rn(__fmul_rn(a, sig), b), weight);
-}
-
-// x[d] = Σ_h w[h] * H[h][d] in h order (model.md §5.2 step 9, §8).
-extern "C" __global__ void hc_weighted_sum(const float *h, const float *w, int n_hc, int d, float *x) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= d) return;
-    float acc = 0.0f;
-    for (int k = 0; k < n_hc; k++) acc = __fadd_rn(acc, __fmul_rn(w[k], h[(size_t)k * d + i]));
-    x[i] = acc;
-}
+// Compressor pooling and the indexer round trip.
 
 // Per-channel gated softmax pooling of a compressor frontier (attention.md
-// §8.4): ratio 4 pools slots 0..3 at column j and slots 4..7 at column d+j;
-// other ratios pool slots 0..ratio-1 at column j. One thread per channel.
-extern "C" __global__ void compressor_pool(const float *kv, const float *score, int ratio, int d, int width,
-                                           float *out) {
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= d) return;
+// §8.4) for channel j: ratio 4 pools slots 0..3 at column j and slots 4..7 at
+// column d+j; other ratios pool slots 0..ratio-1 at column j.
+__device__ float pool_channel(const float *kv, const float *score, int ratio, int d, int width, int j) {
     int n = ratio == 4 ? 8 : ratio;
     float m = -INFINITY;
     for (int t = 0; t < n; t++) {
         int col = (ratio == 4 && t >= 4) ? d + j : j;
         m = fmaxf(m, score[(size_t)t * width + col]);
     }
-    if (m <= -0.5e30f) {
-        out[j] = 0.0f;
-        return;
-    }
+    if (m <= -0.5e30f) return 0.0f;
     float num = 0.0f, den = 0.0f;
     for (int t = 0; t < n; t++) {
         int col = (ratio == 4 && t >= 4) ? d + j : j;
@@ -578,7 +286,15 @@ extern "C" __global__ void compressor_pool(const float *kv, const float *score, 
         num = __fadd_rn(num, __fmul_rn(e, kv[(size_t)t * width + col]));
         den = __fadd_rn(den, e);
     }
-    out[j] = __fdiv_rn(num, den);
+    return __fdiv_rn(num, den);
+}
+
+// One thread per channel.
+extern "C" __global__ void compressor_pool(const float *kv, const float *score, int ratio, int d, int width,
+                                           float *out) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= d) return;
+    out[j] = pool_channel(kv, score, ratio, d, width, j);
 }
 
 __device__ __forceinline__ float e2m1_round(float y) {
@@ -592,24 +308,38 @@ __device__ __forceinline__ float e2m1_round(float y) {
     return copysignf(table[best], y);
 }
 
-// Hadamard rotation then FP4 round trip in 32-blocks (attention.md §6.2)
-// of `count` vectors of `dim` (a power of two, at most 1024): one block of
-// `dim` threads per vector, butterflies in shared memory in the CPU's order.
-extern "C" __global__ void indexer_round_trip(float *v, int dim) {
-    __shared__ float buf[1024];
-    float *x = v + (size_t)blockIdx.x * dim;
+// Hadamard rotation then FP4 round trip in 32-blocks (attention.md §6.2) of
+// `x` (dim a power of two, at most 1024) staged in the shared `buf`: thread i
+// owns element i, butterflies in the CPU's order. Every thread of the block
+// must call it; threads i >= dim only join the barriers.
+__device__ void indexer_rt_block(float *x, float *buf, int dim) {
     int i = threadIdx.x;
-    buf[i] = x[i];
+    if (i < dim) buf[i] = x[i];
     __syncthreads();
     for (int stride = 1; stride < dim; stride *= 2) {
-        float a = buf[i], partner = buf[i ^ stride];
+        float a = 0.0f, partner = 0.0f;
+        if (i < dim) {
+            a = buf[i];
+            partner = buf[i ^ stride];
+        }
         __syncthreads();
-        buf[i] = (i & stride) ? __fsub_rn(partner, a) : __fadd_rn(a, partner);
+        if (i < dim) buf[i] = (i & stride) ? __fsub_rn(partner, a) : __fadd_rn(a, partner);
         __syncthreads();
     }
-    float val = __fmul_rn(buf[i], __fdiv_rn(1.0f, __fsqrt_rn((float)dim)));
-    // FP4 in blocks of 32 = one warp each.
-    float amax = fmaxf(warp_max(fabsf(val)), 7.052966104933725e-38f);
-    float scale = pow2_ceil(__fdiv_rn(amax, 6.0f));
-    x[i] = __fmul_rn(e2m1_round(fminf(fmaxf(__fdiv_rn(val, scale), -6.0f), 6.0f)), scale);
+    if (i < dim) {
+        float val = __fmul_rn(buf[i], __fdiv_rn(1.0f, __fsqrt_rn((float)dim)));
+        // FP4 in blocks of 32 = one warp each (dim >= 32).
+        float amax = fmaxf(warp_max(fabsf(val)), 7.052966104933725e-38f);
+        float scale = pow2_ceil(__fdiv_rn(amax, 6.0f));
+        x[i] = __fmul_rn(e2m1_round(fminf(fmaxf(__fdiv_rn(val, scale), -6.0f), 6.0f)), scale);
+    }
+    __syncthreads();
 }
+
+// One block of `dim` threads per vector.
+extern "C" __global__ void indexer_round_trip(float *v, int dim) {
+    __shared__ float buf[1024];
+    indexer_rt_block(v + (size_t)blockIdx.x * dim, buf, dim);
+}
+
+#include "forward.cu"

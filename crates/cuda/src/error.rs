@@ -17,6 +17,10 @@ pub enum CudaError {
         kv: u64,
         workspace: u64,
     },
+    #[error(transparent)]
+    Model(#[from] model::ModelError),
+    #[error("not supported on the GPU: {0}")]
+    Unsupported(String),
     #[error("{what}: {got} does not fit {expected}")]
     Shape {
         what: &'static str,

@@ -6,12 +6,16 @@
 //! Correct first: every op has a CPU definition in the `gguf`/`model`
 //! crates, and `selftest` compares them on random inputs on the device.
 
+pub mod dmodel;
 pub mod error;
+pub mod forward;
+pub mod kern;
 pub mod ops;
 pub mod selftest;
 pub mod weights;
 
 pub use error::{CudaError, Result};
+pub use forward::{GpuModel, GpuState, GPU_CHUNK};
 pub use ops::Gpu;
 pub use weights::{DeviceWeights, MemoryPlan};
 

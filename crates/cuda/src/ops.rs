@@ -1,23 +1,18 @@
-//! Device context, the loaded kernels, and one safe entry point per kernel.
-//! The `unsafe` here is confined to kernel launches, whose argument lists
-//! are checked against the kernel signatures in `kernels/ds4.cu` by the
-//! shape checks in front of each launch.
+//! Device context, the loaded kernels, and a checked entry point per kernel
+//! for whole buffers (what `selftest` drives). Each checks its shapes and
+//! hands device addresses to the raw launches of `kern`.
 
 use std::sync::Arc;
 
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr};
 use cudarc::nvrtc::Ptx;
 
 use gguf::quant::tables;
 use gguf::GgmlType;
 
 use crate::error::{CudaError, Result};
+use crate::kern::{Act, AttnArgs, DPtr, MatKernel, Slots};
 use crate::FATBIN;
-
-/// Warps per block of the row-per-warp kernels.
-const WARPS: u32 = 8;
 
 fn shape(what: &'static str, ok: bool, expected: String, got: String) -> Result<()> {
     if ok {
@@ -31,59 +26,71 @@ fn shape(what: &'static str, ok: bool, expected: String, got: String) -> Result<
     }
 }
 
-fn warp_grid(items: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: ((items as u32).div_ceil(WARPS), 1, 1),
-        block_dim: (32 * WARPS, 1, 1),
-        shared_mem_bytes: 0,
-    }
-}
-
-/// The kernels of `kernels/ds4.cu`, in the order of [`KERNELS`].
+/// The kernels of `kernels/*.cu`, in the order of [`KERNELS`].
 #[derive(Clone, Copy, Debug)]
-enum Kernel {
+pub(crate) enum Kernel {
     QuantizeQ80Act,
-    MatvecQ80,
-    MatvecF16,
     QuantizeQ8K,
-    MatvecQ2K,
-    MatvecQ4K,
-    MatvecIq2Xxs,
+    MmQ80,
+    MmMxfp4,
+    MmF16,
+    MmF32,
+    MmQ2K,
+    MmQ4K,
+    MmIq2Xxs,
     RmsNorm,
     Rope,
     Fp8RoundTrip,
     F16Round,
     HcSplit,
     HcPost,
-    Router,
-    SinkAttention,
-    Swiglu,
     HcWeightedSum,
+    HcHeadWeights,
+    Embed,
+    Router,
+    Swiglu,
+    MoeSum,
     CompressorPool,
     IndexerRoundTrip,
+    CompressorScan,
+    RingWrite,
+    IndexerScores,
+    TopK,
+    Attention,
+    Argmax,
 }
 
 /// The `extern "C"` names `Gpu::new` loads, indexed by [`Kernel`].
-pub const KERNELS: [&str; 19] = [
+pub const KERNELS: [&str; 29] = [
     "quantize_q8_0_act",
-    "matvec_q8_0",
-    "matvec_f16",
     "quantize_q8_k",
-    "matvec_q2_k",
-    "matvec_q4_k",
-    "matvec_iq2_xxs",
+    "mm_q8_0",
+    "mm_mxfp4",
+    "mm_f16",
+    "mm_f32",
+    "mm_q2_k",
+    "mm_q4_k",
+    "mm_iq2_xxs",
     "rms_norm",
     "rope",
     "fp8_round_trip",
     "f16_round",
     "hc_split",
     "hc_post",
-    "router",
-    "sink_attention",
-    "swiglu",
     "hc_weighted_sum",
+    "hc_head_weights",
+    "embed",
+    "router",
+    "swiglu",
+    "moe_sum",
     "compressor_pool",
     "indexer_round_trip",
+    "compressor_scan",
+    "ring_write",
+    "indexer_scores",
+    "top_k",
+    "attention",
+    "argmax",
 ];
 
 /// Bytes of one Q8_K activation block (`gguf::quant::BlockQ8K`).
@@ -139,8 +146,21 @@ impl Gpu {
         })
     }
 
-    fn kernel(&self, k: Kernel) -> &CudaFunction {
+    pub(crate) fn kernel(&self, k: Kernel) -> &CudaFunction {
         &self.kernels[k as usize]
+    }
+
+    pub(crate) fn iq2_grid_addr(&self) -> u64 {
+        self.iq2_grid.device_ptr(&self.stream).0
+    }
+
+    pub(crate) fn ksigns_addr(&self) -> u64 {
+        self.ksigns.device_ptr(&self.stream).0
+    }
+
+    /// The address of a whole buffer.
+    pub fn ptr<T>(&self, s: &CudaSlice<T>) -> DPtr<T> {
+        DPtr::of(s, &self.stream)
     }
 
     /// Free and total device memory in bytes.
@@ -158,16 +178,9 @@ impl Gpu {
     pub fn quantize_q8_0_act(&self, x: &CudaSlice<f32>) -> Result<DeviceActQ8_0> {
         let n = x.len();
         let nb = n.div_ceil(32);
-        let mut qs = self.stream.alloc_zeros::<i8>(nb * 32)?;
-        let mut scales = self.stream.alloc_zeros::<f32>(nb)?;
-        let n_i = n as i32;
-        let mut b = self
-            .stream
-            .launch_builder(self.kernel(Kernel::QuantizeQ80Act));
-        b.arg(x).arg(&n_i).arg(&mut qs).arg(&mut scales);
-        // SAFETY: quantize_q8_0_act(const float*, int, int8_t*, float*); qs
-        // holds nb*32 codes and scales nb values, as the kernel writes.
-        unsafe { b.launch(warp_grid(nb)) }?;
+        let qs = self.stream.alloc_zeros::<i8>(nb * 32)?;
+        let scales = self.stream.alloc_zeros::<f32>(nb)?;
+        self.k_quantize_q8_0(self.ptr(x), self.ptr(&qs), self.ptr(&scales))?;
         Ok(DeviceActQ8_0 { len: n, qs, scales })
     }
 
@@ -198,13 +211,20 @@ impl Gpu {
             rows.to_string(),
             y.len().to_string(),
         )?;
-        let (r, c) = (rows as i32, cols as i32);
-        let mut b = self.stream.launch_builder(self.kernel(Kernel::MatvecQ80));
-        b.arg(w).arg(&r).arg(&c).arg(&x.qs).arg(&x.scales).arg(y);
-        // SAFETY: matvec_q8_0(const uint8_t*, int, int, const int8_t*,
-        // const float*, float*); sizes checked above.
-        unsafe { b.launch(warp_grid(rows)) }?;
-        Ok(())
+        let act = Act::Q8_0 {
+            qs: self.ptr(&x.qs),
+            scales: self.ptr(&x.scales),
+        };
+        let slots = Slots::tokens(1, cols);
+        self.k_mm(
+            MatKernel::Q8_0,
+            self.ptr(w),
+            rows,
+            cols,
+            act,
+            slots,
+            self.ptr(y),
+        )
     }
 
     /// `y = W x` for an F16 matrix of `rows x cols` (raw GGUF bytes).
@@ -234,13 +254,17 @@ impl Gpu {
             rows.to_string(),
             y.len().to_string(),
         )?;
-        let (r, c) = (rows as i32, cols as i32);
-        let mut b = self.stream.launch_builder(self.kernel(Kernel::MatvecF16));
-        b.arg(w).arg(&r).arg(&c).arg(x).arg(y);
-        // SAFETY: matvec_f16(const uint16_t*, int, int, const float*, float*);
-        // the byte buffer holds rows*cols halves, checked above.
-        unsafe { b.launch(warp_grid(rows)) }?;
-        Ok(())
+        let act = Act::F32(self.ptr(x));
+        let slots = Slots::tokens(1, cols);
+        self.k_mm(
+            MatKernel::F16,
+            self.ptr(w),
+            rows,
+            cols,
+            act,
+            slots,
+            self.ptr(y),
+        )
     }
 
     /// Q8_K activation of `x` (a whole number of 256-value blocks).
@@ -253,13 +277,8 @@ impl Gpu {
             n.to_string(),
         )?;
         let blocks = n / 256;
-        let mut data = self.stream.alloc_zeros::<u8>(blocks * Q8K_BYTES)?;
-        let nb = blocks as i32;
-        let mut b = self.stream.launch_builder(self.kernel(Kernel::QuantizeQ8K));
-        b.arg(x).arg(&nb).arg(&mut data);
-        // SAFETY: quantize_q8_k(const float*, int, block_q8_K*); data holds
-        // `blocks` 292-byte blocks, x holds 256 values per block.
-        unsafe { b.launch(warp_grid(blocks)) }?;
+        let data = self.stream.alloc_zeros::<u8>(blocks * Q8K_BYTES)?;
+        self.k_quantize_q8_k(self.ptr(x), self.ptr(&data))?;
         Ok(DeviceActQ8K { blocks, data })
     }
 
@@ -274,10 +293,10 @@ impl Gpu {
         x: &DeviceActQ8K,
         y: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        let f = match ty {
-            GgmlType::Q2K => self.kernel(Kernel::MatvecQ2K),
-            GgmlType::Q4K => self.kernel(Kernel::MatvecQ4K),
-            GgmlType::Iq2Xxs => self.kernel(Kernel::MatvecIq2Xxs),
+        let kind = match ty {
+            GgmlType::Q2K => MatKernel::Q2K,
+            GgmlType::Q4K => MatKernel::Q4K,
+            GgmlType::Iq2Xxs => MatKernel::Iq2Xxs,
             _ => {
                 return Err(CudaError::Shape {
                     what: "K-quant weight type",
@@ -306,18 +325,9 @@ impl Gpu {
             rows.to_string(),
             y.len().to_string(),
         )?;
-        let (r, c) = (rows as i32, cols as i32);
-        let mut b = self.stream.launch_builder(f);
-        b.arg(w).arg(&r).arg(&c).arg(&x.data);
-        if ty == GgmlType::Iq2Xxs {
-            b.arg(&self.iq2_grid).arg(&self.ksigns);
-        }
-        b.arg(y);
-        // SAFETY: matvec_{q2_k,q4_k}(const uint8_t*, int, int, const
-        // block_q8_K*, float*) and matvec_iq2_xxs(..., const uint64_t*,
-        // const uint8_t*, float*); sizes checked above.
-        unsafe { b.launch(warp_grid(rows)) }?;
-        Ok(())
+        let act = Act::Q8K(self.ptr(&x.data));
+        let slots = Slots::tokens(1, cols);
+        self.k_mm(kind, self.ptr(w), rows, cols, act, slots, self.ptr(y))
     }
 
     /// RMSNorm of each `n`-value vector of `x` into `out`, weighted by `w`
@@ -350,25 +360,7 @@ impl Gpu {
                 w.len().to_string(),
             )?;
         }
-        let count = (x.len() / n) as u32;
-        let n_i = n as i32;
-        let cfg = LaunchConfig {
-            grid_dim: (count, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let mut b = self.stream.launch_builder(self.kernel(Kernel::RmsNorm));
-        b.arg(x);
-        let null = 0u64;
-        match w {
-            Some(w) => b.arg(w),
-            None => b.arg(&null),
-        };
-        b.arg(&n_i).arg(&eps).arg(out);
-        // SAFETY: rms_norm(const float*, const float* or null, int, float,
-        // float*); one block per vector, sizes checked above.
-        unsafe { b.launch(cfg) }?;
-        Ok(())
+        self.k_rms_norm(self.ptr(x), w.map(|w| self.ptr(w)), n, eps, self.ptr(out))
     }
 
     /// RoPE on the tails of `v`'s vectors of `dim` at position `pos`
@@ -389,25 +381,7 @@ impl Gpu {
             v.len().to_string(),
         )?;
         let count = v.len() / dim;
-        let (c, d, p, ps, inv) = (
-            count as i32,
-            dim as i32,
-            pairs as i32,
-            pos as i32,
-            i32::from(inverse),
-        );
-        let mut b = self.stream.launch_builder(self.kernel(Kernel::Rope));
-        b.arg(v)
-            .arg(&c)
-            .arg(&d)
-            .arg(inv_freq)
-            .arg(&p)
-            .arg(&ps)
-            .arg(&inv);
-        // SAFETY: rope(float*, int, int, const float*, int, int, int); one
-        // thread per (vector, pair), bounds checked in the kernel.
-        unsafe { b.launch(LaunchConfig::for_num_elems((count * pairs) as u32)) }?;
-        Ok(())
+        self.k_rope(self.ptr(v), dim, self.ptr(inv_freq), pos, count, inverse)
     }
 
     /// FP8 round trip of dims `[0, nope)` of each `dim`-vector of `v`
@@ -419,26 +393,12 @@ impl Gpu {
             format!("vectors of {dim}, nope {nope} in 64-blocks"),
             v.len().to_string(),
         )?;
-        let count = v.len() / dim;
-        let (c, d, n) = (count as i32, dim as i32, nope as i32);
-        let mut b = self
-            .stream
-            .launch_builder(self.kernel(Kernel::Fp8RoundTrip));
-        b.arg(v).arg(&c).arg(&d).arg(&n);
-        // SAFETY: fp8_round_trip(float*, int, int, int); one warp per
-        // 64-block, bounds checked in the kernel.
-        unsafe { b.launch(warp_grid(count * nope / 64)) }?;
-        Ok(())
+        self.k_fp8_round_trip(self.ptr(v), dim, nope)
     }
 
     /// Rounds every value of `v` to f16 and back (attention.md §12).
     pub fn f16_round(&self, v: &mut CudaSlice<f32>) -> Result<()> {
-        let n = v.len() as i32;
-        let mut b = self.stream.launch_builder(self.kernel(Kernel::F16Round));
-        b.arg(v).arg(&n);
-        // SAFETY: f16_round(float*, int); bounds checked in the kernel.
-        unsafe { b.launch(LaunchConfig::for_num_elems(n as u32)) }?;
-        Ok(())
+        self.k_f16_round(self.ptr(v))
     }
 
     /// The HC split (model.md §5.2 steps 3–8) of `mix` (`count` vectors of
@@ -478,22 +438,18 @@ impl Gpu {
             format!("{count} tokens"),
             format!("{}, {}, {}", pre.len(), post.len(), comb.len()),
         )?;
-        let (c, n, it) = (count as i32, n_hc as i32, iters as i32);
-        let mut b = self.stream.launch_builder(self.kernel(Kernel::HcSplit));
-        b.arg(mix)
-            .arg(&c)
-            .arg(&n)
-            .arg(scale)
-            .arg(base)
-            .arg(&it)
-            .arg(&eps)
-            .arg(pre)
-            .arg(post)
-            .arg(comb);
-        // SAFETY: hc_split(const float*, int, int, const float*, const
-        // float*, int, float, float*, float*, float*); sizes checked above.
-        unsafe { b.launch(LaunchConfig::for_num_elems(count as u32)) }?;
-        Ok(())
+        self.k_hc_split(
+            self.ptr(mix),
+            count,
+            n_hc,
+            self.ptr(scale),
+            self.ptr(base),
+            iters,
+            eps,
+            self.ptr(pre),
+            self.ptr(post),
+            self.ptr(comb),
+        )
     }
 
     /// HC-post (model.md §5.3) of one token: `out` = post ⊗ y + Pᵀ·H.
@@ -512,19 +468,16 @@ impl Gpu {
             format!("{n_hc} streams of {d}"),
             format!("h {}, comb {}, out {}", h.len(), comb.len(), out.len()),
         )?;
-        let (n, di) = (n_hc as i32, d as i32);
-        let mut b = self.stream.launch_builder(self.kernel(Kernel::HcPost));
-        b.arg(y)
-            .arg(h)
-            .arg(post)
-            .arg(comb)
-            .arg(&n)
-            .arg(&di)
-            .arg(out);
-        // SAFETY: hc_post(const float*, const float*, const float*, const
-        // float*, int, int, float*); sizes checked above.
-        unsafe { b.launch(LaunchConfig::for_num_elems((n_hc * d) as u32)) }?;
-        Ok(())
+        self.k_hc_post(
+            self.ptr(y),
+            self.ptr(h),
+            self.ptr(post),
+            self.ptr(comb),
+            1,
+            n_hc,
+            d,
+            self.ptr(out),
+        )
     }
 
     /// Expert choice and weights of one token from its router logits
@@ -565,34 +518,25 @@ impl Gpu {
         if let Some(h) = hash_ids {
             shape("hash ids", h.len() == k, k.to_string(), h.len().to_string())?;
         }
-        let (ni, ki) = (n as i32, k as i32);
-        let null = 0u64;
-        let mut b = self.stream.launch_builder(self.kernel(Kernel::Router));
-        b.arg(logits).arg(&ni);
-        match bias {
-            Some(x) => b.arg(x),
-            None => b.arg(&null),
-        };
-        match hash_ids {
-            Some(x) => b.arg(x),
-            None => b.arg(&null),
-        };
-        b.arg(&ki).arg(&scale).arg(experts).arg(weights);
-        // SAFETY: router(const float*, int, const float* or null, const int*
-        // or null, int, float, int*, float*); one warp, sizes checked above
-        // (hash ids are validated against n by the caller's binder).
-        unsafe {
-            b.launch(LaunchConfig {
-                grid_dim: (1, 1, 1),
-                block_dim: (32, 1, 1),
-                shared_mem_bytes: 0,
-            })
-        }?;
-        Ok(())
+        // One token whose hash row is row 0 of a one-row table.
+        let token0 = self.stream.clone_htod(&[0i32])?;
+        self.k_router(
+            self.ptr(logits),
+            1,
+            n,
+            bias.map(|b| self.ptr(b)),
+            hash_ids.map(|h| (self.ptr(h), self.ptr(&token0))),
+            k,
+            scale,
+            self.ptr(experts),
+            self.ptr(weights),
+        )
     }
 
     /// Sink softmax attention of every head of `q` (heads of `dim`) over
-    /// `keys` (rows of `dim`, also the values), attention.md §9.2.
+    /// `keys` (rows of `dim`, also the values), attention.md §9.2: the
+    /// forward's attention kernel with the keys as one token's raw window
+    /// (all but the last row in the ring, the last as the token's own row).
     pub fn sink_attention(
         &self,
         q: &CudaSlice<f32>,
@@ -606,36 +550,32 @@ impl Gpu {
         shape(
             "attention",
             dim > 0
+                && n_keys > 0
                 && q.len() == heads * dim
                 && out.len() == heads * dim
                 && keys.len() == n_keys * dim
-                && n_keys <= 12 * 1024,
-            format!("{heads} heads of {dim}, at most 12288 keys"),
+                && n_keys <= MAX_KEYS,
+            format!("{heads} heads of {dim}, 1 to {MAX_KEYS} keys"),
             format!("q {}, keys {}, out {}", q.len(), keys.len(), out.len()),
         )?;
-        let scale = 1.0 / (dim as f32).sqrt();
-        let (nk, d) = (n_keys as i32, dim as i32);
-        let mut b = self
-            .stream
-            .launch_builder(self.kernel(Kernel::SinkAttention));
-        b.arg(q)
-            .arg(keys)
-            .arg(&nk)
-            .arg(&d)
-            .arg(sinks)
-            .arg(&scale)
-            .arg(out);
-        // SAFETY: sink_attention(const float*, const float*, int, int, const
-        // float*, float, float*); one block per head, n_keys floats of
-        // dynamic shared memory (at most 48 KiB, checked above).
-        unsafe {
-            b.launch(LaunchConfig {
-                grid_dim: (heads as u32, 1, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: (n_keys * 4) as u32,
-            })
-        }?;
-        Ok(())
+        let k = self.ptr(keys);
+        self.k_attention(&AttnArgs {
+            q: self.ptr(q),
+            cur: k.at((n_keys - 1) * dim, dim),
+            ring: k,
+            window: n_keys,
+            comp: DPtr::null(),
+            ratio: 0,
+            sel: None,
+            sel_k: 0,
+            pos0: n_keys - 1,
+            tokens: 1,
+            hd: dim,
+            sinks: self.ptr(sinks),
+            scale: 1.0 / (dim as f32).sqrt(),
+            max_keys: n_keys,
+            out: self.ptr(out),
+        })
     }
 
     /// The clamped SwiGLU of an expert, times its route weight (model.md
@@ -651,17 +591,19 @@ impl Gpu {
         let n = g.len();
         shape(
             "SwiGLU",
-            u.len() == n && mid.len() == n,
+            n > 0 && u.len() == n && mid.len() == n,
             n.to_string(),
             format!("{}, {}", u.len(), mid.len()),
         )?;
-        let ni = n as i32;
-        let mut b = self.stream.launch_builder(self.kernel(Kernel::Swiglu));
-        b.arg(g).arg(u).arg(&ni).arg(&clamp).arg(&weight).arg(mid);
-        // SAFETY: swiglu(const float*, const float*, int, float, float,
-        // float*); sizes checked above.
-        unsafe { b.launch(LaunchConfig::for_num_elems(n as u32)) }?;
-        Ok(())
+        self.k_swiglu(
+            self.ptr(g),
+            self.ptr(u),
+            n,
+            clamp,
+            None,
+            weight,
+            self.ptr(mid),
+        )
     }
 
     /// `x[d] = Σ_h w[h] · H[h][d]` (model.md §5.2 step 9).
@@ -678,15 +620,7 @@ impl Gpu {
             format!("{n_hc} streams of {d}"),
             h.len().to_string(),
         )?;
-        let (n, di) = (n_hc as i32, d as i32);
-        let mut b = self
-            .stream
-            .launch_builder(self.kernel(Kernel::HcWeightedSum));
-        b.arg(h).arg(w).arg(&n).arg(&di).arg(x);
-        // SAFETY: hc_weighted_sum(const float*, const float*, int, int,
-        // float*); sizes checked above.
-        unsafe { b.launch(LaunchConfig::for_num_elems(d as u32)) }?;
-        Ok(())
+        self.k_hc_weighted_sum(self.ptr(h), self.ptr(w), 1, n_hc, self.ptr(x))
     }
 
     /// Gated softmax pooling of a compressor frontier (`rows x width`
@@ -706,15 +640,7 @@ impl Gpu {
             format!("{rows}x{width} and {d} out"),
             format!("{}, {}, {}", kv.len(), score.len(), out.len()),
         )?;
-        let (r, di, w) = (ratio as i32, d as i32, width as i32);
-        let mut b = self
-            .stream
-            .launch_builder(self.kernel(Kernel::CompressorPool));
-        b.arg(kv).arg(score).arg(&r).arg(&di).arg(&w).arg(out);
-        // SAFETY: compressor_pool(const float*, const float*, int, int, int,
-        // float*); sizes checked above.
-        unsafe { b.launch(LaunchConfig::for_num_elems(d as u32)) }?;
-        Ok(())
+        self.k_compressor_pool(self.ptr(kv), self.ptr(score), ratio, d, self.ptr(out))
     }
 
     /// Hadamard + FP4 round trip of each `dim`-vector of `v` (attention.md
@@ -726,20 +652,10 @@ impl Gpu {
             "vectors of a power of two in 32..=1024".into(),
             format!("{} values of {dim}", v.len()),
         )?;
-        let (d, count) = (dim as i32, (v.len() / dim) as u32);
-        let mut b = self
-            .stream
-            .launch_builder(self.kernel(Kernel::IndexerRoundTrip));
-        b.arg(v).arg(&d);
-        // SAFETY: indexer_round_trip(float*, int); one block of `dim`
-        // threads per vector, dim <= 1024 (the kernel's shared buffer).
-        unsafe {
-            b.launch(LaunchConfig {
-                grid_dim: (count, 1, 1),
-                block_dim: (dim as u32, 1, 1),
-                shared_mem_bytes: 0,
-            })
-        }?;
-        Ok(())
+        self.k_indexer_round_trip(self.ptr(v), dim)
     }
 }
+
+/// Keys one attention launch may take: its scores live in the default 48
+/// KiB of shared memory.
+pub const MAX_KEYS: usize = 12 * 1024;

@@ -38,6 +38,9 @@ pub enum EngineError {
     /// A GGUF metadata record the engine needs is missing or mistyped.
     #[error("metadata {key}: {msg}")]
     Metadata { key: String, msg: String },
+    #[cfg(feature = "cuda")]
+    #[error(transparent)]
+    Cuda(#[from] cuda::CudaError),
     #[error("sampler: {0}")]
     Sampler(String),
 }

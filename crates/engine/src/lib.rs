@@ -4,6 +4,8 @@
 //! * [`backend`]: the [`Backend`] trait a compute backend implements
 //!   (CPU now, CUDA later) and the backend-neutral [`StateImage`].
 //! * [`cpu`]: the CPU backend over `model::Model`, owning its mapped file.
+//! * `gpu` (feature `cuda`): the CUDA backend over `cuda::GpuModel`.
+//! * [`image`]: states in the CPU layout to and from [`StateImage`].
 //! * [`session`]: tokens + state + logits; chunked prefill with progress and
 //!   cancellation, decode, checkpoints, rewind, prefix-reusing `sync`.
 //! * [`snapshot`]: ds4's session payload inside a checksummed wrapper that
@@ -17,6 +19,9 @@ pub mod backend;
 pub mod cpu;
 pub mod error;
 pub mod generate;
+#[cfg(feature = "cuda")]
+pub mod gpu;
+pub mod image;
 pub mod sampler;
 pub mod session;
 pub mod snapshot;
@@ -27,5 +32,7 @@ pub use backend::{Backend, ModelIdentity, StateImage};
 pub use cpu::CpuBackend;
 pub use error::{EngineError, Result};
 pub use generate::{generate, Event, Finish, GenerateOptions, Generation, Stats, TokenInfo};
+#[cfg(feature = "cuda")]
+pub use gpu::GpuBackend;
 pub use sampler::{Sampler, SamplerConfig};
 pub use session::{Checkpoint, Session};

@@ -1,0 +1,161 @@
+//! The CUDA backend: `cuda::GpuModel` (weights and states resident on one
+//! GPU) behind the [`Backend`] trait, so sessions, snapshots, the server and
+//! the bench run on it unchanged.
+//!
+//! `Backend::new_state` cannot fail, but allocating device memory can, so a
+//! new state is only a promise: its buffers are allocated by the first call
+//! that evaluates or imports, and an allocation failure surfaces there as an
+//! error instead of a panic.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cuda::{Gpu, GpuModel, GpuState, GPU_CHUNK};
+use gguf::GgufFile;
+use model::state::State;
+use model::{Logits, ModelConfig, Options};
+
+use crate::backend::{Backend, ModelIdentity, Prefilled, StateImage};
+use crate::cpu::identity_of;
+use crate::error::Result;
+use crate::image;
+
+pub struct GpuBackend {
+    model: GpuModel,
+    file: GgufFile,
+    identity: ModelIdentity,
+    chunk: usize,
+}
+
+/// A GPU sequence state, allocated on first use.
+#[derive(Clone)]
+pub struct GpuSeq {
+    ctx: usize,
+    state: Option<GpuState>,
+}
+
+impl GpuBackend {
+    /// Opens GPU 0, checks the memory plan for `ctx` and uploads the
+    /// weights; `progress(done, total)` reports uploaded bytes.
+    pub fn load(
+        path: &Path,
+        opts: Options,
+        ctx: usize,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Self> {
+        let file = GgufFile::open(path)?;
+        let gpu = Gpu::new(0)?;
+        let model = GpuModel::load(gpu, &file, opts, ctx, progress)?;
+        Ok(GpuBackend {
+            identity: identity_of(&file),
+            model,
+            file,
+            chunk: GPU_CHUNK,
+        })
+    }
+
+    /// The mapped GGUF (for its tokenizer metadata).
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+
+    pub fn model(&self) -> &GpuModel {
+        &self.model
+    }
+
+    /// The card's name.
+    pub fn device_name(&self) -> &str {
+        self.model.gpu.name()
+    }
+
+    fn state<'s>(&self, seq: &'s mut GpuSeq) -> Result<&'s mut GpuState> {
+        if seq.state.is_none() {
+            seq.state = Some(self.model.new_state(seq.ctx)?);
+        }
+        Ok(seq.state.as_mut().expect("allocated above"))
+    }
+
+    /// Evaluates `tokens` and returns the greedy next token, chosen on the
+    /// device (only its id crosses the bus).
+    pub fn greedy(&self, seq: &mut GpuSeq, tokens: &[u32]) -> Result<u32> {
+        Ok(self.model.forward_greedy(self.state(seq)?, tokens)?)
+    }
+}
+
+impl Backend for GpuBackend {
+    type State = GpuSeq;
+
+    fn config(&self) -> &ModelConfig {
+        &self.model.cfg
+    }
+
+    fn identity(&self) -> &ModelIdentity {
+        &self.identity
+    }
+
+    fn prefill_chunk(&self) -> usize {
+        self.chunk
+    }
+
+    fn new_state(&self, ctx: usize) -> GpuSeq {
+        GpuSeq { ctx, state: None }
+    }
+
+    fn n_tokens(&self, seq: &GpuSeq) -> usize {
+        seq.state.as_ref().map_or(0, GpuState::n_tokens)
+    }
+
+    fn ctx(&self, seq: &GpuSeq) -> usize {
+        seq.ctx
+    }
+
+    fn prefill(
+        &self,
+        seq: &mut GpuSeq,
+        tokens: &[u32],
+        progress: &mut dyn FnMut(usize),
+        cancel: &AtomicBool,
+    ) -> Result<Prefilled> {
+        let state = self.state(seq)?;
+        let mut done = 0;
+        let mut logits = Vec::new();
+        while done < tokens.len() {
+            if cancel.load(Ordering::Relaxed) {
+                break;
+            }
+            let pos = state.n_tokens();
+            let len = (self.chunk - pos % self.chunk).min(tokens.len() - done);
+            logits = self
+                .model
+                .forward(state, &tokens[done..done + len], Logits::Last)?;
+            done += len;
+            progress(done);
+        }
+        Ok(Prefilled {
+            consumed: done,
+            logits,
+        })
+    }
+
+    fn decode(&self, seq: &mut GpuSeq, token: u32) -> Result<Vec<f32>> {
+        let state = self.state(seq)?;
+        Ok(self.model.forward(state, &[token], Logits::Last)?)
+    }
+
+    fn export(&self, seq: &GpuSeq) -> Result<StateImage> {
+        let cfg = self.config();
+        let host = match &seq.state {
+            None => State::new(cfg, seq.ctx),
+            Some(s) => self.model.download_state(s)?,
+        };
+        Ok(image::to_image(cfg, &host))
+    }
+
+    fn import(&self, img: &StateImage) -> Result<GpuSeq> {
+        let host = image::from_image(self.config(), img)?;
+        Ok(GpuSeq {
+            ctx: img.ctx,
+            state: Some(self.model.upload_state(&host)?),
+        })
+    }
+}
