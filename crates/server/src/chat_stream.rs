@@ -220,6 +220,7 @@ impl Projector for ChatStream {
                 ..
             } => (self.finish(finish, completion_tokens), true),
             Reply::Failed(msg) => (vec![error_event(&msg)], true),
+            Reply::ShuttingDown => (vec![error_event("server shutting down")], true),
             Reply::Prefilled { prompt, cached } => {
                 self.usage = Usage {
                     prompt,

@@ -80,6 +80,10 @@ impl Projector for CompletionStream {
                 (out, true)
             }
             Reply::Failed(msg) => (vec![crate::chat_stream::error_event(&msg)], true),
+            Reply::ShuttingDown => (
+                vec![crate::chat_stream::error_event("server shutting down")],
+                true,
+            ),
         }
     }
 

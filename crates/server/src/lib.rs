@@ -80,6 +80,30 @@ pub fn router<B: Backend + 'static>(
     eos: u32,
     config: Config,
 ) -> Result<Router, ServerError> {
+    app(backend, tokenizer, eos, config).map(|a| a.router)
+}
+
+/// The routes and the worker behind them, so a caller can shut it down.
+pub struct App {
+    pub router: Router,
+    worker: worker::WorkerHandle,
+}
+
+impl App {
+    /// Begins shutdown (spec §10.4): new requests get 503, the running job
+    /// stops at its next token, queued jobs are refused.
+    pub fn shutdown(&self) {
+        self.worker.shutdown();
+    }
+}
+
+/// [`router`], keeping the worker handle.
+pub fn app<B: Backend + 'static>(
+    backend: Arc<B>,
+    tokenizer: Tokenizer,
+    eos: u32,
+    config: Config,
+) -> Result<App, ServerError> {
     let tokenizer = Arc::new(tokenizer);
     let metrics = Arc::new(metrics::Metrics::default());
     let trace = trace::Trace::open(config.trace.as_deref())?;
@@ -90,8 +114,8 @@ pub fn router<B: Backend + 'static>(
         metrics.clone(),
         trace,
     )?;
-    let state = AppState::new(worker, tokenizer, eos, config, metrics);
-    Ok(http::layers(
+    let state = AppState::new(worker.clone(), tokenizer, eos, config, metrics);
+    let router = http::layers(
         Router::new()
             .route("/health", get(models::health))
             .route("/metrics", get(metrics::handle))
@@ -102,10 +126,29 @@ pub fn router<B: Backend + 'static>(
             .route("/v1/messages", post(messages::handle))
             .route("/v1/responses", post(responses::handle)),
         state,
-    ))
+    );
+    Ok(App { router, worker })
 }
 
 /// Serves `router` on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
     axum::serve(listener, router).await
+}
+
+/// Serves `app` until `signal` resolves, then shuts down cleanly: stops
+/// accepting, cancels the running job and refuses queued ones (so their
+/// clients get an answer at once rather than after minutes of prefill),
+/// and returns once every open connection has been answered.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    app: App,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let worker = app.worker.clone();
+    axum::serve(listener, app.router)
+        .with_graceful_shutdown(async move {
+            signal.await;
+            worker.shutdown();
+        })
+        .await
 }

@@ -294,6 +294,7 @@ impl Projector for MessagesStream {
                 stop,
             } => (self.finish(finish, completion_tokens, stop), true),
             Reply::Failed(msg) => (vec![error_event(&msg)], true),
+            Reply::ShuttingDown => (vec![error_event("server shutting down")], true),
             Reply::Prefilled { prompt, cached } => {
                 let usage = Usage {
                     prompt,

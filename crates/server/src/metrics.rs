@@ -64,7 +64,7 @@ impl Metrics {
             .fetch_add(t.as_micros() as u64, Ordering::Relaxed);
     }
 
-    fn render(&self, queued: usize) -> String {
+    fn render(&self, queued: usize, in_flight: usize) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let secs = |c: &AtomicU64| get(c) as f64 / 1e6;
         let mut s = String::new();
@@ -143,6 +143,12 @@ impl Metrics {
             "Jobs waiting for or running on the engine.",
             &[("", queued.to_string())],
         );
+        metric(
+            "ds4rs_requests_in_flight",
+            "gauge",
+            "Generation requests still being answered (replies being read).",
+            &[("", in_flight.to_string())],
+        );
         s
     }
 }
@@ -150,7 +156,9 @@ impl Metrics {
 pub async fn handle(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.worker.queued()),
+        state
+            .metrics
+            .render(state.worker.queued(), state.worker.in_flight()),
     )
         .into_response()
 }

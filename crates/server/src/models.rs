@@ -98,12 +98,15 @@ struct Health {
     status: &'static str,
     /// Jobs waiting for or running on the engine.
     queued: usize,
+    /// Requests still being answered.
+    in_flight: usize,
 }
 
 pub async fn health(State(state): State<AppState>) -> Response {
     Json(Health {
         status: "ok",
         queued: state.worker.queued(),
+        in_flight: state.worker.in_flight(),
     })
     .into_response()
 }

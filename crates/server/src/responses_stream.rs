@@ -395,6 +395,7 @@ impl Projector for ResponsesStream {
                 ..
             } => (self.finish(finish, completion_tokens), true),
             Reply::Failed(msg) => (vec![error_event(&msg)], true),
+            Reply::ShuttingDown => (vec![error_event("server shutting down")], true),
         }
     }
 

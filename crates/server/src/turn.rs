@@ -45,6 +45,7 @@ pub async fn prefilled(rx: &mut UnboundedReceiver<Reply>) -> Result<Usage, ApiEr
             completion: 0,
         }),
         Some(Reply::Failed(msg)) => Err(engine_failure(msg)),
+        Some(Reply::ShuttingDown) => Err(crate::request::shutting_down()),
         _ => Err(engine_failure("generation stopped".into())),
     }
 }
@@ -73,6 +74,7 @@ pub async fn collect(
                 });
             }
             Some(Reply::Failed(msg)) => return Err(engine_failure(msg)),
+            Some(Reply::ShuttingDown) => return Err(crate::request::shutting_down()),
             Some(Reply::Prefilled { .. }) | None => {
                 return Err(engine_failure("generation stopped".into()))
             }

@@ -6,9 +6,13 @@
 //! Each job carries its own reply channel and cancel flag: the connection
 //! side sets the flag when its client goes away, and the worker stops at the
 //! next chunk or token boundary (or skips the job if it has not started).
+//!
+//! Shutdown (spec §10.4): [`WorkerHandle::shutdown`] refuses new jobs, stops
+//! the running one at its next token (finish `error`) and answers every
+//! queued one with [`Reply::ShuttingDown`] (a 503) instead of prefilling it.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 
 use engine::{generate, Backend, Event, Finish, GenerateOptions, Sampler, SamplerConfig, Session};
 use text::{dsml, Tokenizer};
@@ -46,6 +50,9 @@ pub enum Reply {
         stop: Option<String>,
     },
     Failed(String),
+    /// The server is shutting down; the job was not run (or was stopped
+    /// during its prefill).
+    ShuttingDown,
 }
 
 /// The connection side's handle on the worker.
@@ -53,6 +60,11 @@ pub enum Reply {
 pub struct WorkerHandle {
     jobs: mpsc::Sender<Job>,
     queued: Arc<AtomicUsize>,
+    /// Jobs whose replies someone is still reading.
+    in_flight: Arc<AtomicUsize>,
+    shutdown: Arc<AtomicBool>,
+    /// The cancel flag of the job the worker is running.
+    running: Arc<Mutex<Option<Arc<AtomicBool>>>>,
 }
 
 impl WorkerHandle {
@@ -64,6 +76,9 @@ impl WorkerHandle {
         options: GenerateOptions,
         sampler: SamplerConfig,
     ) -> Option<(UnboundedReceiver<Reply>, CancelOnDrop)> {
+        if self.shutdown.load(Ordering::SeqCst) {
+            return None;
+        }
         let (tx, rx) = unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
         self.queued.fetch_add(1, Ordering::Relaxed);
@@ -79,23 +94,53 @@ impl WorkerHandle {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        Some((rx, CancelOnDrop(cancel)))
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some((
+            rx,
+            CancelOnDrop {
+                cancel,
+                in_flight: self.in_flight.clone(),
+            },
+        ))
     }
 
     /// Jobs waiting or running.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
+
+    /// Jobs whose replies are still being read (requests being answered).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Starts shutdown: no new jobs, the running one stops at its next
+    /// token, queued ones are refused.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cancel) = running.as_ref() {
+            cancel.store(true, Ordering::SeqCst);
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
 }
 
 /// Cancels its job when dropped: held by the code that reads the replies, so
 /// a client that disconnects (axum drops the handler or the stream) stops
-/// its generation.
-pub struct CancelOnDrop(Arc<AtomicBool>);
+/// its generation. Also what the in-flight count follows.
+pub struct CancelOnDrop {
+    cancel: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
+}
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.cancel.store(true, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -108,23 +153,38 @@ pub fn spawn<B: Backend + 'static>(
     mut trace: Trace,
 ) -> Result<WorkerHandle, ServerError> {
     let (jobs, rx) = mpsc::channel::<Job>();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let q = queued.clone();
+    let handle = WorkerHandle {
+        jobs,
+        queued: Arc::new(AtomicUsize::new(0)),
+        in_flight: Arc::new(AtomicUsize::new(0)),
+        shutdown: Arc::new(AtomicBool::new(false)),
+        running: Arc::new(Mutex::new(None)),
+    };
+    let h = handle.clone();
     std::thread::Builder::new()
         .name("ds4rs-engine".into())
         .spawn(move || {
             let mut session = Session::new(backend, ctx);
             for job in rx {
-                let cancelled = job.cancel.load(Ordering::Relaxed)
-                    || run(&mut session, &tokenizer, &metrics, &mut trace, job);
-                if cancelled {
-                    Metrics::add(&metrics.cancelled, 1);
+                *h.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(job.cancel.clone());
+                // Checked after publishing the flag, so a shutdown that
+                // begins now either sees this job or is seen here.
+                if h.is_shutting_down() {
+                    let _ = job.replies.send(Reply::ShuttingDown);
+                } else {
+                    let cancelled = job.cancel.load(Ordering::Relaxed)
+                        || run(&mut session, &tokenizer, &metrics, &mut trace, &h, job);
+                    // Jobs stopped by shutdown are not client cancellations.
+                    if cancelled && !h.is_shutting_down() {
+                        Metrics::add(&metrics.cancelled, 1);
+                    }
                 }
-                q.fetch_sub(1, Ordering::Relaxed);
+                *h.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                h.queued.fetch_sub(1, Ordering::Relaxed);
             }
         })
         .map_err(ServerError::Worker)?;
-    Ok(WorkerHandle { jobs, queued })
+    Ok(handle)
 }
 
 /// Runs one job; true when it was cut short because its client left.
@@ -133,6 +193,7 @@ fn run<B: Backend>(
     tokenizer: &Tokenizer,
     metrics: &Metrics,
     trace: &mut Trace,
+    handle: &WorkerHandle,
     mut job: Job,
 ) -> bool {
     let send = |r: Reply| job.replies.send(r).is_ok();
@@ -156,7 +217,11 @@ fn run<B: Backend>(
         }
     };
     if session.tokens() != job.prompt.as_slice() {
-        return true; // cancelled during prefill
+        // Cancelled during prefill.
+        if handle.is_shutting_down() {
+            send(Reply::ShuttingDown);
+        }
+        return true;
     }
     let prompt = job.prompt.len();
     let cached = prompt.saturating_sub(evaluated);

@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
+pub mod backend;
 pub mod convert;
 pub mod dequant;
 pub mod detokenize;
 pub mod inspect;
+pub mod instance_lock;
 pub mod logits;
 pub mod pull;
 pub mod render;

@@ -23,13 +23,10 @@ mod repl;
 
 use output::{print_stats, Printer, Progress};
 
+use super::backend::{resolve, BackendKind, Resolved};
+
 /// A prompt starting with this is an already rendered chat (§1.3).
 const BOS: &str = "<｜begin▁of▁sentence｜>";
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum BackendKind {
-    Cpu,
-}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -72,7 +69,8 @@ pub struct Args {
     /// Maximum reasoning effort (needs --ctx >= 393216, else normal thinking).
     #[arg(long)]
     pub think_max: bool,
-    #[arg(long, value_enum, default_value = "cpu")]
+    /// Backend: auto (CUDA when built with it and usable, else CPU), cpu or cuda.
+    #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendKind,
     /// Worker threads; default all cores.
     #[arg(short = 't', long)]
@@ -122,7 +120,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .build_global()
             .context("--threads: starting the thread pool")?;
     }
-    let BackendKind::Cpu = args.backend;
+    // Only the CPU runs the forward pass so far (see `backend::resolve`).
+    let Resolved::Cpu = resolve(args.backend)?;
     let backend = Arc::new(
         CpuBackend::load(&args.model, model::Options::default())
             .with_context(|| format!("loading {}", args.model.display()))?,

@@ -191,6 +191,8 @@ pub struct Scripted {
     assistant: u32,
     /// Time each prefill takes (a long prompt on a slow machine).
     pub delay: Duration,
+    /// Time each decoded token takes.
+    pub step: Duration,
     /// Every prefill fails (an engine error).
     pub fail: bool,
 }
@@ -213,6 +215,7 @@ impl Scripted {
             eos,
             assistant: tok.token_to_id("<｜Assistant｜>").unwrap(),
             delay: Duration::ZERO,
+            step: Duration::ZERO,
             fail: false,
         }
     }
@@ -276,6 +279,7 @@ impl Backend for Scripted {
         })
     }
     fn decode(&self, st: &mut ScriptState, token: u32) -> engine::Result<Vec<f32>> {
+        std::thread::sleep(self.step);
         st.0.push(token);
         Ok(self.logits(&st.0))
     }
