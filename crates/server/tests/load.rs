@@ -151,11 +151,11 @@ fn one_request(url: &str, c: usize, r: usize, tally: &Tally) {
             count(&tally.responses);
             let body = format!(
                 r#"{{"input":"{user}","max_output_tokens":4,"stream":{}}}"#,
-                r % 2 == 0
+                r.is_multiple_of(2)
             );
             let v = post(&format!("{url}/v1/responses"), &body);
             assert_eq!(v.status, 200, "{}", v.body);
-            let done = if r % 2 == 0 {
+            let done = if r.is_multiple_of(2) {
                 v.events().last().unwrap().1.contains("\"response.")
             } else {
                 v.json()["object"] == "response"
