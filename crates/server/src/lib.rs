@@ -50,6 +50,7 @@ pub mod params;
 pub mod prompt;
 pub mod request;
 pub mod responses;
+pub mod responses_binding;
 pub mod responses_input;
 pub mod responses_items;
 pub mod responses_stream;

@@ -292,6 +292,7 @@ impl Projector for MessagesStream {
                 finish,
                 completion_tokens,
                 stop,
+                ..
             } => (self.finish(finish, completion_tokens, stop), true),
             Reply::Failed(msg) => (vec![error_event(&msg)], true),
             Reply::ShuttingDown => (vec![error_event("server shutting down")], true),

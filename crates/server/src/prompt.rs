@@ -3,7 +3,7 @@
 //! replayed from [`crate::tool_memory`]), tokenized, and checked against the
 //! context before it is queued (spec §2.8).
 
-use text::render::{render_replaying, Message, RenderOptions, Thinking, ToolSchema};
+use text::render::{render_replaying, Message, RenderOptions, Rendered, Thinking, ToolSchema};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -11,6 +11,8 @@ use crate::state::AppState;
 /// A prompt ready for the worker.
 pub struct Prompt {
     pub tokens: Vec<u32>,
+    /// The rendered text the tokens came from.
+    pub rendered: Rendered,
     /// The mode actually rendered (Think Max gated by the context size).
     pub thinking: Thinking,
     /// Tools were offered and not disabled by `tool_choice`.
@@ -46,6 +48,7 @@ pub fn build(
     }
     Ok(Prompt {
         tokens,
+        rendered,
         thinking: options.resolved_thinking(),
         tools: !tools.is_empty(),
     })

@@ -74,7 +74,20 @@ pub fn submit(
     id: String,
     param: &'static str,
 ) -> Result<Queued, ApiError> {
+    submit_with(state, req, id, param, |_| None)
+}
+
+/// [`submit`], offering the worker `alt(prompt)` as another token sequence
+/// for the same request (a continuation of the live session).
+pub fn submit_with(
+    state: &AppState,
+    req: &Parsed,
+    id: String,
+    param: &'static str,
+    alt: impl FnOnce(&prompt::Prompt) -> Option<Vec<u32>>,
+) -> Result<Queued, ApiError> {
     let prompt = prompt::build(state, &req.messages, &req.tools, req.thinking, param)?;
+    let alt = alt(&prompt).filter(|a| a.len() < state.config.ctx);
     let sampler = req.sampling.resolve(prompt.thinking);
     let parse = if req.raw_output {
         ParseOptions {
@@ -98,7 +111,7 @@ pub fn submit(
     let prompt_tokens = prompt.tokens.len();
     let (replies, guard) = state
         .worker
-        .submit(id, prompt.tokens, options, sampler)
+        .submit(id, prompt.tokens, alt, options, sampler)
         .ok_or_else(shutting_down)?;
     Ok(Queued {
         replies,

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::models::MODEL_ID;
 use crate::params::{count, present, resolve_thinking, Sampling, ThinkingInputs};
 use crate::request::{self, Parsed};
+use crate::responses_binding::Binder;
 use crate::responses_items::{
     call_ids, call_item, item_status, reasoning_status, status, Item, Part, ResponseObject,
 };
@@ -158,7 +159,20 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
     let body = http::body(body, Flavor::OpenAi)?;
     let req = parse(&body)?;
     let id = ids::item_id("resp_");
-    let mut job = request::submit(&state, &req.request, id.clone(), "input")?;
+    let binding = &state.responses_binding;
+    let mut job = request::submit_with(&state, &req.request, id.clone(), "input", |p| {
+        binding.continuation(&p.rendered, &state.tokenizer)
+    })?;
+    let binder = Binder {
+        binding: binding.clone(),
+        memory: state.tool_memory.clone(),
+        messages: req.request.messages.clone(),
+        tools: req.request.tools.clone(),
+        thinking: req.request.thinking,
+        ctx: state.config.ctx,
+        summary: req.summary,
+        eos: state.eos,
+    };
     let created_at = ids::now();
     if req.request.stream {
         let s = responses_stream::ResponsesStream::new(
@@ -166,7 +180,7 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
             req.summary,
             req.tools,
             job.parse,
-            state.tool_memory.clone(),
+            binder,
         );
         return Ok(sse::respond(
             job.replies,
@@ -199,15 +213,15 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
             content: vec![Part::output_text(&m.content)],
         });
     }
-    for (call, (fc, call_id)) in m.tool_calls.iter().zip(call_ids(&state.tool_memory, m)) {
-        output.push(call_item(&req.tools, &fc, &call_id, call, item_st, true));
+    let ids = call_ids(&state.tool_memory, m);
+    for (call, (fc, call_id)) in m.tool_calls.iter().zip(&ids) {
+        output.push(call_item(&req.tools, fc, call_id, call, item_st, true));
     }
+    let st = status(turn.finish, !m.tool_calls.is_empty());
+    let call_ids: Vec<String> = ids.into_iter().map(|(_, c)| c).collect();
+    binder.bind(st == "completed", m, &call_ids, turn.live);
     let mut response = ResponseObject::in_progress(&id, &req.request.model, created_at);
-    response.finish(
-        status(turn.finish, !m.tool_calls.is_empty()),
-        output,
-        turn.usage,
-    );
+    response.finish(st, output, turn.usage);
     Ok(Json(response).into_response())
 }
 

@@ -7,20 +7,18 @@
 //! response. Events are `data:`-only; each has `type` first and a
 //! `sequence_number` counting from 0 second (Codex keys on them).
 
-use std::sync::Arc;
-
 use axum::response::sse::Event;
 use serde::Serialize;
 use text::dsml::{self, ParseOptions, ParsedMessage};
 
 use crate::chat_stream::error_event;
 use crate::ids;
+use crate::responses_binding::Binder;
 use crate::responses_items::{
     call_ids, call_item, item_status, reasoning_status, status, Item, Part, ResponseObject,
 };
 use crate::responses_tools::Tools;
 use crate::sse::{data, Projector};
-use crate::tool_memory::ToolMemory;
 use crate::turn::{compact_arguments, Usage};
 use crate::worker::Reply;
 
@@ -36,7 +34,9 @@ pub struct ResponsesStream {
     summary: bool,
     tools: Tools,
     parse: ParseOptions,
-    memory: Arc<ToolMemory>,
+    /// Binds the finished turn for the next request (and holds the tool
+    /// memory its calls go into).
+    binder: Binder,
     seq: u64,
     next_index: usize,
     usage: Usage,
@@ -128,14 +128,14 @@ impl ResponsesStream {
         summary: bool,
         tools: Tools,
         parse: ParseOptions,
-        memory: Arc<ToolMemory>,
+        binder: Binder,
     ) -> Self {
         ResponsesStream {
             response,
             summary,
             tools,
             parse,
-            memory,
+            binder,
             seq: 0,
             next_index: 0,
             usage: Usage::default(),
@@ -257,7 +257,7 @@ impl ResponsesStream {
         out
     }
 
-    fn finish(&mut self, finish: engine::Finish, completion: usize) -> Vec<Event> {
+    fn finish(&mut self, finish: engine::Finish, completion: usize, live: Vec<u32>) -> Vec<Event> {
         self.usage.completion = completion;
         let parsed = ParsedMessage::from_events(self.parse, std::mem::take(&mut self.events));
         let visible = !parsed.content.is_empty() || !parsed.tool_calls.is_empty();
@@ -323,11 +323,8 @@ impl ResponsesStream {
             out.push(self.ev("response.output_item.done", done));
             output.push(item);
         }
-        for (call, (fc, call_id)) in parsed
-            .tool_calls
-            .iter()
-            .zip(call_ids(&self.memory, &parsed))
-        {
+        let assigned = call_ids(&self.binder.memory, &parsed);
+        for (call, (fc, call_id)) in parsed.tool_calls.iter().zip(assigned.clone()) {
             let index = self.next_index;
             self.next_index += 1;
             let added = call_item(&self.tools, &fc, &call_id, call, item_st, false);
@@ -365,6 +362,9 @@ impl ResponsesStream {
             output.push(item);
         }
         let st = status(finish, !parsed.tool_calls.is_empty());
+        let call_ids: Vec<String> = assigned.into_iter().map(|(_, c)| c).collect();
+        self.binder
+            .bind(st == "completed", &parsed, &call_ids, live);
         self.response.finish(st, output, self.usage);
         let kind = match st {
             "incomplete" => "response.incomplete",
@@ -392,8 +392,9 @@ impl Projector for ResponsesStream {
             Reply::Done {
                 finish,
                 completion_tokens,
+                live,
                 ..
-            } => (self.finish(finish, completion_tokens), true),
+            } => (self.finish(finish, completion_tokens, live), true),
             Reply::Failed(msg) => (vec![error_event(&msg)], true),
             Reply::ShuttingDown => (vec![error_event("server shutting down")], true),
         }

@@ -7,6 +7,7 @@ use text::Tokenizer;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::responses_binding::ResponsesBinding;
 use crate::tool_memory::ToolMemory;
 use crate::worker::WorkerHandle;
 
@@ -24,6 +25,8 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     /// Tool-call id → sampled DSML, for exact replay.
     pub tool_memory: Arc<ToolMemory>,
+    /// The last Responses turn, for continuing it (visible transcript).
+    pub responses_binding: Arc<ResponsesBinding>,
     requests: AtomicU64,
 }
 
@@ -43,6 +46,7 @@ impl AppState {
             config,
             metrics,
             tool_memory,
+            responses_binding: Arc::default(),
             requests: AtomicU64::new(0),
         }))
     }

@@ -33,6 +33,8 @@ pub struct Turn {
     /// The matched stop string, for a stop-string finish.
     pub stop: Option<String>,
     pub usage: Usage,
+    /// The prompt used and every generated token (see [`Reply::Done`]).
+    pub live: Vec<u32>,
 }
 
 /// Waits for the prompt to be in the session: the moment streaming
@@ -64,6 +66,7 @@ pub async fn collect(
                 finish,
                 completion_tokens,
                 stop,
+                live,
             }) => {
                 usage.completion = completion_tokens;
                 return Ok(Turn {
@@ -71,6 +74,7 @@ pub async fn collect(
                     finish,
                     stop,
                     usage,
+                    live,
                 });
             }
             Some(Reply::Failed(msg)) => return Err(engine_failure(msg)),

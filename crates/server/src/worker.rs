@@ -27,6 +27,11 @@ pub struct Job {
     /// The response id, for the trace.
     pub id: String,
     pub prompt: Vec<u32>,
+    /// Another token sequence for the same request that continues the live
+    /// session further (a Responses continuation, see
+    /// [`crate::responses_binding`]); used when it shares more with the
+    /// session than `prompt` does once the job runs.
+    pub alt: Option<Vec<u32>>,
     pub options: GenerateOptions,
     pub sampler: SamplerConfig,
     pub cancel: Arc<AtomicBool>,
@@ -48,6 +53,9 @@ pub enum Reply {
         completion_tokens: usize,
         /// The stop string that matched, for a [`Finish::StopString`].
         stop: Option<String>,
+        /// The prompt actually used followed by every generated token: what
+        /// the session holds (its last token may not be evaluated yet).
+        live: Vec<u32>,
     },
     Failed(String),
     /// The server is shutting down; the job was not run (or was stopped
@@ -73,6 +81,7 @@ impl WorkerHandle {
         &self,
         id: String,
         prompt: Vec<u32>,
+        alt: Option<Vec<u32>>,
         options: GenerateOptions,
         sampler: SamplerConfig,
     ) -> Option<(UnboundedReceiver<Reply>, CancelOnDrop)> {
@@ -85,6 +94,7 @@ impl WorkerHandle {
         let job = Job {
             id,
             prompt,
+            alt,
             options,
             sampler,
             cancel: cancel.clone(),
@@ -204,6 +214,11 @@ fn run<B: Backend>(
             return false;
         }
     };
+    if let Some(alt) = job.alt.take() {
+        if common_prefix(session.tokens(), &alt) > common_prefix(session.tokens(), &job.prompt) {
+            job.prompt = alt;
+        }
+    }
     // Synced here rather than inside `generate` so the cache numbers are
     // known before the first token (Anthropic's message_start carries them).
     let t0 = std::time::Instant::now();
@@ -267,10 +282,13 @@ fn run<B: Backend>(
             let stop = (g.finish == Finish::StopString)
                 .then(|| matched_stop(tokenizer, &g.tokens, &job.options.stop_strings))
                 .flatten();
+            let mut live = job.prompt;
+            live.extend_from_slice(&g.tokens);
             send(Reply::Done {
                 finish: g.finish,
                 completion_tokens: g.tokens.len(),
                 stop,
+                live,
             });
             g.finish == Finish::Cancelled
         }
@@ -319,6 +337,10 @@ fn sync<B: Backend>(
     }
     session.decode(last)?;
     Ok(evaluated + 1)
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// The stop string that ended the output: the one matching earliest.

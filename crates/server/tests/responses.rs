@@ -341,3 +341,50 @@ fn a_replayed_tool_loop_prefills_only_each_new_output() {
         assert_eq!(usage[k].1, p + c - 1, "turn {k}: {usage:?}");
     }
 }
+
+#[test]
+fn a_codex_style_replay_without_reasoning_continues_the_live_session() {
+    // Codex asks for no summaries and replays only messages and calls: the
+    // model's reasoning is in the live session but not in the replay.
+    let u = turns_server(
+        &[TOOL_SCRIPT, TOOL_SCRIPT, "Seen.</think>Done."],
+        server::Config::new(4096),
+    );
+    let mut input = vec![json!({"type": "message", "role": "user", "content": "list files"})];
+    let mut usage: Vec<(u64, u64, u64)> = Vec::new();
+    for turn in 0..3 {
+        let b = json!({"input": input, "tools": serde_json::from_str::<Value>(TOOLS).unwrap(),
+                       "stream": turn == 1, "store": false});
+        let r = post(&format!("{u}/v1/responses"), &b.to_string());
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = if turn == 1 {
+            stream_events(&r).last().unwrap()["response"].clone()
+        } else {
+            r.json()
+        };
+        let us = &v["usage"];
+        usage.push((
+            us["input_tokens"].as_u64().unwrap(),
+            us["input_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap(),
+            us["output_tokens"].as_u64().unwrap(),
+        ));
+        let out = v["output"].as_array().unwrap().clone();
+        assert!(out.iter().all(|i| i["type"] != "reasoning"));
+        if turn == 2 {
+            assert_eq!(out[0]["content"][0]["text"], "Done.");
+            break;
+        }
+        let call_id = out[1]["call_id"].clone();
+        input.extend(out);
+        input.push(json!({"type": "function_call_output", "call_id": call_id, "output": "x.rs"}));
+    }
+    for k in 1..3 {
+        let (p, _, c) = usage[k - 1];
+        // Everything the session held is reused: the previous prompt and all
+        // its sampled tokens but the last, hidden reasoning included.
+        assert_eq!(usage[k].1, p + c - 1, "turn {k}: {usage:?}");
+        assert!(usage[k].0 - usage[k].1 < 20, "turn {k}: {usage:?}");
+    }
+}

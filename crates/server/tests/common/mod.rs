@@ -246,6 +246,9 @@ impl Backend for Scripted {
     fn identity(&self) -> &ModelIdentity {
         &[0; 32]
     }
+    fn device_name(&self) -> String {
+        "scripted".into()
+    }
     fn prefill_chunk(&self) -> usize {
         64
     }
