@@ -5,17 +5,26 @@
 //! extension of the live session, so an agent's tool loop only prefills each
 //! new tool result instead of everything after the first call.
 //!
-//! Bounded by an id count; the least recently used ids go first. Blocks are
-//! shared between the ids of one turn.
+//! Bounded by an id count and by accounted bytes (id + block + a fixed
+//! per-entry overhead, as ds4 counts them; a coding agent's calls can carry
+//! whole files); the least recently used ids go first. Blocks are shared
+//! between the ids of one turn.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use text::render::{DsmlReplay, ToolCall};
 
+/// ds4's byte budget for the memory.
+pub const MAX_BYTES: usize = 512 << 20;
+
+/// Bytes accounted per entry besides its id and block.
+const ENTRY_OVERHEAD: usize = 64;
+
 /// The id → block map, shared by every connection task.
 pub struct ToolMemory {
     max_ids: usize,
+    max_bytes: usize,
     inner: Mutex<Inner>,
 }
 
@@ -26,6 +35,12 @@ struct Inner {
     /// recency tick → id, oldest first.
     order: BTreeMap<u64, String>,
     tick: u64,
+    /// Accounted bytes of the entries held.
+    bytes: usize,
+}
+
+fn cost(id: &str, block: &str) -> usize {
+    id.len() + block.len() + ENTRY_OVERHEAD
 }
 
 impl Inner {
@@ -42,10 +57,17 @@ impl Inner {
 }
 
 impl ToolMemory {
-    /// A memory of at most `max_ids` ids; 0 disables it (nothing is kept).
+    /// A memory of at most `max_ids` ids and [`MAX_BYTES`]; 0 ids disables
+    /// it (nothing is kept).
     pub fn new(max_ids: usize) -> Self {
+        Self::with_budget(max_ids, MAX_BYTES)
+    }
+
+    /// A memory of at most `max_ids` ids and `max_bytes` accounted bytes.
+    pub fn with_budget(max_ids: usize, max_bytes: usize) -> Self {
         ToolMemory {
             max_ids,
+            max_bytes,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -67,18 +89,26 @@ impl ToolMemory {
         let block: Arc<str> = Arc::from(raw);
         let mut m = self.lock();
         for id in ids {
+            // One block over the whole budget would only empty the memory.
+            if cost(id, raw) > self.max_bytes {
+                continue;
+            }
             m.tick += 1;
             let tick = m.tick;
-            if let Some((_, old)) = m.blocks.insert(id.clone(), (block.clone(), tick)) {
+            m.bytes += cost(id, &block);
+            if let Some((old_block, old)) = m.blocks.insert(id.clone(), (block.clone(), tick)) {
                 m.order.remove(&old);
+                m.bytes -= cost(id, &old_block);
             }
             m.order.insert(tick, id.clone());
         }
-        while m.blocks.len() > self.max_ids {
+        while m.blocks.len() > self.max_ids || m.bytes > self.max_bytes {
             let Some((_, oldest)) = m.order.pop_first() else {
                 break;
             };
-            m.blocks.remove(&oldest);
+            if let Some((b, _)) = m.blocks.remove(&oldest) {
+                m.bytes -= cost(&oldest, &b);
+            }
         }
     }
 
@@ -164,6 +194,23 @@ mod tests {
         m.remember(&["c".into()], "C");
         assert_eq!(m.len(), 2);
         assert!(m.knows("a") && m.knows("c") && !m.knows("b"));
+    }
+
+    #[test]
+    fn the_byte_budget_prunes_too() {
+        let m = ToolMemory::with_budget(100, 2 * (1 + 1000 + ENTRY_OVERHEAD));
+        let big = "x".repeat(1000);
+        m.remember(&["a".into()], &big);
+        m.remember(&["b".into()], &big);
+        assert_eq!(m.len(), 2);
+        m.remember(&["c".into()], &big);
+        assert!(!m.knows("a") && m.knows("b") && m.knows("c"));
+        // Re-remembering an id replaces its cost rather than adding to it.
+        m.remember(&["c".into()], &big);
+        assert!(m.knows("b") && m.knows("c"));
+        // A block over the whole budget is not kept, nor evicts the rest.
+        m.remember(&["d".into()], &"y".repeat(5000));
+        assert!(!m.knows("d") && m.knows("b") && m.knows("c"));
     }
 
     #[test]
