@@ -64,7 +64,15 @@ impl Metrics {
             .fetch_add(t.as_micros() as u64, Ordering::Relaxed);
     }
 
-    fn render(&self, queued: usize, in_flight: usize) -> String {
+    /// The exposition text; `replay` is (exact, canonical) tool-call turns
+    /// and `memory_ids` the ids the tool memory holds.
+    fn render(
+        &self,
+        queued: usize,
+        in_flight: usize,
+        replay: (u64, u64),
+        memory_ids: usize,
+    ) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let secs = |c: &AtomicU64| get(c) as f64 / 1e6;
         let mut s = String::new();
@@ -149,6 +157,21 @@ impl Metrics {
             "Generation requests still being answered (replies being read).",
             &[("", in_flight.to_string())],
         );
+        metric(
+            "ds4rs_tool_replay_total",
+            "counter",
+            "Past assistant tool-call turns rendered from the sampled DSML (exact) or from JSON (canonical).",
+            &[
+                (r#"{kind="exact"}"#, replay.0.to_string()),
+                (r#"{kind="canonical"}"#, replay.1.to_string()),
+            ],
+        );
+        metric(
+            "ds4rs_tool_memory_ids",
+            "gauge",
+            "Tool-call ids whose sampled DSML is remembered.",
+            &[("", memory_ids.to_string())],
+        );
         s
     }
 }
@@ -156,9 +179,12 @@ impl Metrics {
 pub async fn handle(State(state): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state
-            .metrics
-            .render(state.worker.queued(), state.worker.in_flight()),
+        state.metrics.render(
+            state.worker.queued(),
+            state.worker.in_flight(),
+            state.tool_memory.replay_counts(),
+            state.tool_memory.len(),
+        ),
     )
         .into_response()
 }

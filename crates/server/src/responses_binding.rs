@@ -126,7 +126,9 @@ impl Binder {
             thinking: self.thinking,
             context_size: Some(self.ctx as u64),
         };
-        let Ok(visible) = render_replaying(&messages, &self.tools, &options, &*self.memory) else {
+        // Looked up without counting: this rendering is bookkeeping, not a prompt.
+        let replay = |calls: &[ToolCall]| self.memory.lookup(calls);
+        let Ok(visible) = render_replaying(&messages, &self.tools, &options, &replay) else {
             self.binding.set(None);
             return;
         };

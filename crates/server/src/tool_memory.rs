@@ -11,6 +11,7 @@
 //! between the ids of one turn.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use text::render::{DsmlReplay, ToolCall};
@@ -26,6 +27,10 @@ pub struct ToolMemory {
     max_ids: usize,
     max_bytes: usize,
     inner: Mutex<Inner>,
+    /// Assistant turns rendered from their sampled block.
+    exact: AtomicU64,
+    /// Assistant turns with calls rendered from JSON (some id unknown).
+    canonical: AtomicU64,
 }
 
 #[derive(Default)]
@@ -69,6 +74,8 @@ impl ToolMemory {
             max_ids,
             max_bytes,
             inner: Mutex::new(Inner::default()),
+            exact: AtomicU64::new(0),
+            canonical: AtomicU64::new(0),
         }
     }
 
@@ -151,9 +158,27 @@ impl ToolMemory {
     }
 }
 
+impl ToolMemory {
+    /// (exact, canonical): how past tool-call turns were rendered.
+    pub fn replay_counts(&self) -> (u64, u64) {
+        (
+            self.exact.load(Ordering::Relaxed),
+            self.canonical.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The renderer's hook; counts which way each turn went.
 impl DsmlReplay for ToolMemory {
     fn block(&self, calls: &[ToolCall]) -> Option<String> {
-        self.lookup(calls)
+        let found = self.lookup(calls);
+        let counter = if found.is_some() {
+            &self.exact
+        } else {
+            &self.canonical
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 }
 

@@ -103,6 +103,11 @@ fn without_replay_the_canonical_rendering_misses_the_live_session() {
     let turns = chat_loop(&url);
     let (p0, _, c0) = turns[0];
     assert!(turns[1].1 < p0 + c0 - 1, "{turns:?}");
+    let m = get(&format!("{url}/metrics")).body;
+    assert!(
+        m.contains("ds4rs_tool_replay_total{kind=\"canonical\"} 3\n"),
+        "{m}"
+    );
 }
 
 #[test]
