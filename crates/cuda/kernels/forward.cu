@@ -653,3 +653,206 @@ extern "C" __global__ void argmax(const float *x, int n, int *out) {
         *out = idx < n ? idx : 0;
     }
 }
+
+// ---------------------------------------------------------------------------
+// Batched matrix products that reuse each weight block across slots.
+//
+// They compute exactly what the slot kernels above compute for every slot
+// (the same integer block sums, the same float terms added in the same
+// lane order, the same warp sum), so results do not depend on which kernel
+// ran: they only load and decode each weight block once for up to TILE
+// slots, and do the integer dot products four bytes at a time (dp4a).
+
+#define TILE 8
+
+__device__ __forceinline__ int pack4(const uint8_t *p) {
+    return (int)((uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24));
+}
+
+// Q8_0 weights shared by every slot (a chunk of tokens): slots
+// blockIdx.x*TILE .. +TILE of `count`, activation of slot s at s*cols.
+extern "C" __global__ void mm_q8_0_tiles(const uint8_t *w, int rows, int cols, const int8_t *qs,
+                                         const float *scales, int count, float *y) {
+    int row = blockIdx.y * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
+    if (row >= rows) return;
+    int nb = cols / 32;
+    int s0 = blockIdx.x * TILE;
+    int ns = min(TILE, count - s0);
+    const uint8_t *wr = w + (size_t)row * nb * 34;
+    float acc[TILE];
+#pragma unroll
+    for (int i = 0; i < TILE; i++) acc[i] = 0.0f;
+    for (int b = lane; b < nb; b += WARP) {
+        const uint8_t *blk = wr + (size_t)b * 34;
+        int wv[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) wv[j] = pack4(blk + 2 + 4 * j);
+        float wd = f16_at(blk);
+#pragma unroll
+        for (int i = 0; i < TILE; i++) {
+            if (i < ns) {
+                long long a0 = (long long)(s0 + i) * cols + (long long)b * 32;
+                const int *a = (const int *)(qs + a0);
+                int isum = 0;
+#pragma unroll
+                for (int j = 0; j < 8; j++) isum = __dp4a(wv[j], a[j], isum);
+                acc[i] = __fadd_rn(acc[i], __fmul_rn(__fmul_rn(wd, scales[a0 / 32]), (float)isum));
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < TILE; i++) {
+        float v = warp_sum(acc[i]);
+        if (lane == 0 && i < ns) y[(long long)(s0 + i) * rows + row] = v;
+    }
+}
+
+// Groups the (token, expert) slots by expert: `order` lists the slots of
+// expert 0, then of expert 1, ... (each in slot order, so the grouping is
+// deterministic), `offsets` has n_expert + 1 bounds. One thread (the slot
+// count is a chunk's tokens times k); n_expert <= 512.
+extern "C" __global__ void moe_group(const int *experts, int n, int n_expert, int *offsets, int *order) {
+    __shared__ int cursor[513];
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    for (int e = 0; e <= n_expert; e++) cursor[e] = 0;
+    for (int s = 0; s < n; s++) cursor[experts[s] + 1]++;
+    for (int e = 0; e < n_expert; e++) cursor[e + 1] += cursor[e];
+    for (int e = 0; e <= n_expert; e++) offsets[e] = cursor[e];
+    for (int s = 0; s < n; s++) order[cursor[experts[s]]++] = s;
+}
+
+// IQ2_XXS experts, one block per (expert, 8 rows): each lane decodes its
+// weight blocks to int8 once per TILE slots of that expert.
+extern "C" __global__ void mm_iq2_xxs_grouped(const uint8_t *w, long long w_stride, const int *offsets,
+                                              const int *order, int rows, int cols, const block_q8_K *act,
+                                              int act_div, int act_stride, const uint64_t *grid,
+                                              const uint8_t *ksigns, float *y) {
+    int e = blockIdx.x;
+    int row = blockIdx.y * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
+    int first = offsets[e], n = offsets[e + 1] - first;
+    if (row >= rows || n == 0) return;
+    int nb = cols / 256;
+    const uint8_t *wr = w + (long long)e * w_stride + (size_t)row * nb * 66;
+    for (int c0 = 0; c0 < n; c0 += TILE) {
+        int ns = min(TILE, n - c0);
+        float acc[TILE];
+#pragma unroll
+        for (int i = 0; i < TILE; i++) acc[i] = 0.0f;
+        for (int b = lane; b < nb; b += WARP) {
+            const uint8_t *x = wr + (size_t)b * 66;
+            int wv[64];
+            int ls[8];
+#pragma unroll
+            for (int g = 0; g < 8; g++) {
+                uint32_t A = u32_at(x + 2 + 8 * g);
+                uint32_t B = u32_at(x + 6 + 8 * g);
+                ls[g] = 2 * (int)(B >> 28) + 1;
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    uint64_t gr = grid[(A >> (8 * i)) & 0xFF];
+                    uint8_t signs = ksigns[(B >> (7 * i)) & 127];
+                    uint32_t lo = 0, hi = 0;
+#pragma unroll
+                    for (int j = 0; j < 8; j++) {
+                        int gv = (int)((gr >> (8 * j)) & 0xFF);
+                        int v = (signs >> j) & 1 ? -gv : gv;
+                        uint32_t byte = (uint32_t)(v & 0xFF);
+                        if (j < 4) lo |= byte << (8 * j);
+                        else hi |= byte << (8 * (j - 4));
+                    }
+                    wv[8 * g + 2 * i] = (int)lo;
+                    wv[8 * g + 2 * i + 1] = (int)hi;
+                }
+            }
+            float wd = f16_at(x);
+#pragma unroll
+            for (int i = 0; i < TILE; i++) {
+                if (i < ns) {
+                    int s = order[first + c0 + i];
+                    const block_q8_K *a = act + ((long long)(s / act_div) * act_stride) / 256 + b;
+                    const int *aq = (const int *)a->qs;
+                    int bsum = 0;
+#pragma unroll
+                    for (int g = 0; g < 8; g++) {
+                        int sumi = 0;
+#pragma unroll
+                        for (int j = 0; j < 8; j++) sumi = __dp4a(wv[8 * g + j], aq[8 * g + j], sumi);
+                        bsum += sumi * ls[g];
+                    }
+                    acc[i] = __fadd_rn(acc[i], __fmul_rn(__fmul_rn(wd, a->d), (float)bsum));
+                }
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < TILE; i++) {
+            float v = warp_sum(acc[i]);
+            if (lane == 0 && i < ns) y[(long long)order[first + c0 + i] * rows + row] = __fmul_rn(0.125f, v);
+        }
+    }
+}
+
+// Q2_K experts, grouped like mm_iq2_xxs_grouped: the 2-bit codes decoded
+// to int8 once per TILE slots (sub-block s covers values 16s..16s+15).
+extern "C" __global__ void mm_q2_k_grouped(const uint8_t *w, long long w_stride, const int *offsets,
+                                           const int *order, int rows, int cols, const block_q8_K *act,
+                                           int act_div, int act_stride, float *y) {
+    int e = blockIdx.x;
+    int row = blockIdx.y * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
+    int first = offsets[e], n = offsets[e + 1] - first;
+    if (row >= rows || n == 0) return;
+    int nb = cols / 256;
+    const uint8_t *wr = w + (long long)e * w_stride + (size_t)row * nb * 84;
+    for (int c0 = 0; c0 < n; c0 += TILE) {
+        int ns = min(TILE, n - c0);
+        float acc[TILE];
+#pragma unroll
+        for (int i = 0; i < TILE; i++) acc[i] = 0.0f;
+        for (int b = lane; b < nb; b += WARP) {
+            const uint8_t *x = wr + (size_t)b * 84;
+            const uint8_t *scales = x;
+            const uint8_t *qs = x + 16;
+            int wv[64];
+#pragma unroll
+            for (int p4 = 0; p4 < 64; p4++) {
+                uint32_t v = 0;
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    int p = 4 * p4 + k;
+                    int h = p / 128, j = (p % 128) / 32, half = (p % 32) / 16, l = p % 16;
+                    v |= (uint32_t)((qs[32 * h + 16 * half + l] >> (2 * j)) & 3) << (8 * k);
+                }
+                wv[p4] = (int)v;
+            }
+            float dall_w = f16_at(x + 80), dmin_w = f16_at(x + 82);
+#pragma unroll
+            for (int i = 0; i < TILE; i++) {
+                if (i < ns) {
+                    int s = order[first + c0 + i];
+                    const block_q8_K *a = act + ((long long)(s / act_div) * act_stride) / 256 + b;
+                    const int *aq = (const int *)a->qs;
+                    int summs = 0;
+                    for (int j = 0; j < 16; j++) summs += (int)a->bsums[j] * (int)(scales[j] >> 4);
+                    int isum = 0;
+#pragma unroll
+                    for (int sb = 0; sb < 16; sb++) {
+                        int sub = 0;
+#pragma unroll
+                        for (int q = 0; q < 4; q++) sub = __dp4a(wv[4 * sb + q], aq[4 * sb + q], sub);
+                        isum += (int)(scales[sb] & 15) * sub;
+                    }
+                    float dall = __fmul_rn(a->d, dall_w);
+                    float dmin = __fmul_rn(a->d, dmin_w);
+                    acc[i] = __fadd_rn(acc[i], __fsub_rn(__fmul_rn(dall, (float)isum), __fmul_rn(dmin, (float)summs)));
+                }
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < TILE; i++) {
+            float v = warp_sum(acc[i]);
+            if (lane == 0 && i < ns) y[(long long)order[first + c0 + i] * rows + row] = v;
+        }
+    }
+}

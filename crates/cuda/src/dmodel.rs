@@ -22,6 +22,9 @@ pub enum ActKind {
     Q8K,
 }
 
+/// Decodes row `r` of matrix (expert) `e` to f32: `(e, r, out)`.
+type RowDecoder<'f> = dyn Fn(usize, usize, &mut [f32]) -> model::Result<()> + 'f;
+
 /// A device buffer with its address.
 pub struct DBuf<T> {
     _data: CudaSlice<T>,
@@ -69,7 +72,7 @@ impl DMat {
         cols: usize,
         n: usize,
         data: &[u8],
-        decode: &dyn Fn(usize, usize, &mut [f32]) -> model::Result<()>,
+        decode: &RowDecoder<'_>,
         num: Numerics,
         sink: &mut dyn FnMut(u64),
     ) -> Result<Self> {

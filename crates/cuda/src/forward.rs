@@ -15,11 +15,11 @@ use std::sync::Mutex;
 use cudarc::driver::CudaSlice;
 use gguf::GgufFile;
 use model::state::{Frontier, LayerState, State};
-use model::{AttentionKind, Logits, ModelConfig, ModelError, Numerics, Options};
+use model::{AttentionKind, Logits, ModelConfig, ModelError, NoTrace, Numerics, Options, Trace};
 
 use crate::dmodel::{ActKind, DBuf, DCompressor, DEmbed, DHc, DLayer, DMat};
 use crate::error::{CudaError, Result};
-use crate::kern::{Act, AttnArgs, DPtr, ScanArgs, Slots};
+use crate::kern::{Act, AttnArgs, DPtr, MatKernel, ScanArgs, Slots};
 use crate::ops::{Gpu, MAX_KEYS};
 use crate::weights::MemoryPlan;
 
@@ -114,6 +114,8 @@ struct Ws {
     sel: DPtr<i32>,
     n_sel: DPtr<i32>,
     best: DPtr<i32>,
+    offsets: DPtr<i32>,
+    order: DPtr<i32>,
     q8_qs: DPtr<i8>,
     q8k: DPtr<u8>,
 }
@@ -180,6 +182,8 @@ impl Workspace {
             t * c.indexer_top_k, // sel
             t,                   // n_sel
             1,                   // best
+            c.n_expert + 1,      // offsets
+            t * c.n_expert_used, // order
         ];
         (f, i)
     }
@@ -247,6 +251,8 @@ impl Workspace {
             sel: i[2],
             n_sel: i[3],
             best: i[4],
+            offsets: i[5],
+            order: i[6],
             q8_qs: gpu.ptr(&self.q8_qs),
             q8k: gpu.ptr(&self.q8k),
         }
@@ -264,6 +270,13 @@ pub struct GpuModel {
     output_norm: DBuf<f32>,
     output: DMat,
     ws: Mutex<Option<Workspace>>,
+}
+
+/// Where a traced forward sends its intermediate vectors (the CPU
+/// forward's stage names), for stage-by-stage comparisons.
+struct Tracer<'t> {
+    on: bool,
+    sink: &'t mut dyn Trace,
 }
 
 /// What the forward hands back from a call.
@@ -469,7 +482,30 @@ impl GpuModel {
     /// Runs `tokens` at the state's next positions; returns the logits asked
     /// for (`n_vocab` per position).
     pub fn forward(&self, st: &mut GpuState, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
-        match self.run(st, tokens, Want::Logits(which))? {
+        let mut tr = Tracer {
+            on: false,
+            sink: &mut NoTrace,
+        };
+        match self.run(st, tokens, Want::Logits(which), &mut tr)? {
+            Got::Logits(l) => Ok(l),
+            Got::Token(_) => unreachable!("logits were asked for"),
+        }
+    }
+
+    /// [`GpuModel::forward`] recording the CPU forward's stages into
+    /// `trace` (every stage copied back: slow, for comparisons only).
+    pub fn forward_traced(
+        &self,
+        st: &mut GpuState,
+        tokens: &[u32],
+        which: Logits,
+        trace: &mut dyn Trace,
+    ) -> Result<Vec<f32>> {
+        let mut tr = Tracer {
+            on: true,
+            sink: trace,
+        };
+        match self.run(st, tokens, Want::Logits(which), &mut tr)? {
             Got::Logits(l) => Ok(l),
             Got::Token(_) => unreachable!("logits were asked for"),
         }
@@ -478,13 +514,43 @@ impl GpuModel {
     /// Runs `tokens` and returns the greedy choice after the last one,
     /// picked on the device: only the token id crosses the bus.
     pub fn forward_greedy(&self, st: &mut GpuState, tokens: &[u32]) -> Result<u32> {
-        match self.run(st, tokens, Want::Greedy)? {
+        let mut tr = Tracer {
+            on: false,
+            sink: &mut NoTrace,
+        };
+        match self.run(st, tokens, Want::Greedy, &mut tr)? {
             Got::Token(t) => Ok(t),
             Got::Logits(_) => unreachable!("a token was asked for"),
         }
     }
 
-    fn run(&self, st: &mut GpuState, tokens: &[u32], want: Want) -> Result<Got> {
+    /// Records `t` rows of `v` as `stage` of positions p0.. when tracing.
+    fn rec(
+        &self,
+        tr: &mut Tracer<'_>,
+        stage: &'static str,
+        il: usize,
+        p0: usize,
+        t: usize,
+        v: DPtr<f32>,
+    ) -> Result<()> {
+        if tr.on {
+            let host = self.gpu.download(v)?;
+            let w = host.len() / t.max(1);
+            for (i, row) in host.chunks(w.max(1)).enumerate().take(t) {
+                tr.sink.record(stage, il, p0 + i, row);
+            }
+        }
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        st: &mut GpuState,
+        tokens: &[u32],
+        want: Want,
+        tr: &mut Tracer<'_>,
+    ) -> Result<Got> {
         let c = &self.cfg;
         if let Some(&token) = tokens.iter().find(|&&t| t as usize >= c.n_vocab) {
             return Err(ModelError::TokenOutOfRange {
@@ -516,7 +582,7 @@ impl GpuModel {
             self.gpu
                 .stream
                 .memcpy_htod(&ids, &mut wsb.ints[0].slice_mut(0..ids.len()))?;
-            self.chunk(&ws, st, chunk.len(), wsb.stride)?;
+            self.chunk(&ws, st, chunk.len(), wsb.stride, tr)?;
             let t = chunk.len();
             let rows = match want {
                 Want::Logits(Logits::All) => Some((0, t)),
@@ -570,6 +636,10 @@ impl GpuModel {
                 let nb = n.div_ceil(32);
                 let (qs, scales) = (ws.q8_qs.at(0, nb * 32), ws.q8_sc.at(0, nb));
                 g.k_quantize_q8_0(x, qs, scales)?;
+                let shared = slots.ids.is_none() && slots.w_mod == 1 && slots.act_div == 1;
+                if m.kind == MatKernel::Q8_0 && shared && slots.act_stride == m.cols {
+                    return g.k_mm_q8_0_tiles(m.w.ptr, rows, m.cols, qs, scales, slots.count, y);
+                }
                 Act::Q8_0 { qs, scales }
             }
             ActKind::Q8K => {
@@ -662,7 +732,14 @@ impl GpuModel {
 
     /// One chunk of `t` tokens (ids already in `ws.tokens`) through every
     /// layer; the final HC state is left in `ws.h[0]`.
-    fn chunk(&self, ws: &Ws, st: &mut GpuState, t: usize, stride: usize) -> Result<()> {
+    fn chunk(
+        &self,
+        ws: &Ws,
+        st: &mut GpuState,
+        t: usize,
+        stride: usize,
+        tr: &mut Tracer<'_>,
+    ) -> Result<()> {
         let (g, c) = (&self.gpu, &self.cfg);
         let p0 = st.n_tokens;
         let (d, hcd, n_hc) = (c.n_embd, c.hc_dim(), c.n_hc);
@@ -671,8 +748,10 @@ impl GpuModel {
         let h2 = ws.h[1].at(0, t * hcd);
         g.k_embed(self.embed.table.ptr, self.embed.is_f16, tok, t, d, n_hc, h)?;
         for il in 0..c.n_layer {
-            self.attention(ws, &st.layers[il], il, t, p0, stride, h, h2)?;
-            self.ffn(ws, il, t, tok, h2, h)?;
+            self.attention(ws, &st.layers[il], il, t, p0, stride, h, h2, tr)?;
+            self.rec(tr, "hc_attn_post", il, p0, t, h2)?;
+            self.ffn(ws, il, t, p0, tok, h2, h, tr)?;
+            self.rec(tr, "hc_ffn_post", il, p0, t, h)?;
         }
         st.n_tokens += t;
         Ok(())
@@ -690,6 +769,7 @@ impl GpuModel {
         stride: usize,
         h: DPtr<f32>,
         out: DPtr<f32>,
+        tr: &mut Tracer<'_>,
     ) -> Result<()> {
         let (g, c) = (&self.gpu, &self.cfg);
         let w = &self.layers[il];
@@ -697,18 +777,22 @@ impl GpuModel {
         let eps = c.rms_eps;
         let freq = w.inv_freq.ptr;
         self.hc_pre(ws, &w.hc_attn, h, t)?;
+        self.rec(tr, "hc_attn_pre", il, p0, t, ws.xin.at(0, t * d))?;
         let x = ws.x.at(0, t * d);
         g.k_rms_norm(ws.xin.at(0, t * d), Some(w.attn_norm.ptr), d, eps, x)?;
+        self.rec(tr, "attn_norm", il, p0, t, x)?;
 
         // Q path and the shared K=V row (attention.md §4).
         let ql = c.q_lora_rank;
         let (qr, qrn) = (ws.qr.at(0, t * ql), ws.qrn.at(0, t * ql));
         self.mat(ws, &w.q_a, x, t, qr)?;
         g.k_rms_norm(qr, Some(w.q_a_norm.ptr), ql, eps, qrn)?;
+        self.rec(tr, "attn_q_residual", il, p0, t, qrn)?;
         let (q, q2) = (ws.q.at(0, t * nh * hd), ws.q2.at(0, t * nh * hd));
         self.mat(ws, &w.q_b, qrn, t, q)?;
         g.k_rms_norm(q, None, hd, eps, q2)?;
         g.k_rope(q2, hd, freq, p0, nh, false)?;
+        self.rec(tr, "attn_q", il, p0, t, q2)?;
         let (kvp, cur) = (ws.kvp.at(0, t * hd), ws.cur.at(0, t * hd));
         self.mat(ws, &w.kv, x, t, kvp)?;
         g.k_rms_norm(kvp, Some(w.kv_norm.ptr), hd, eps, cur)?;
@@ -719,6 +803,7 @@ impl GpuModel {
         if self.opts.f16_rows {
             g.k_f16_round(cur)?;
         }
+        self.rec(tr, "attn_kv", il, p0, t, cur)?;
 
         // Compressors (§8) and the indexer's selection (§10).
         let ratio = c.compress_ratios[il];
@@ -728,7 +813,7 @@ impl GpuModel {
         if let (Some(iw), Some(is)) = (&w.indexer, &ls.index) {
             self.compress(ws, &iw.comp, is, il, t, p0, c.indexer_head_dim, 2)?;
         }
-        let n_last = if ratio > 0 { (p0 + t) / ratio } else { 0 };
+        let n_last = (p0 + t).checked_div(ratio).unwrap_or(0);
         let k = c.indexer_top_k;
         let sel = match (c.attention_kind(il), &w.indexer, &ls.index) {
             (AttentionKind::Sparse, Some(iw), Some(is)) if n_last > k => {
@@ -798,6 +883,7 @@ impl GpuModel {
             out: heads,
         })?;
         g.k_rope(heads, hd, freq, p0, nh, true)?;
+        self.rec(tr, "attn_heads", il, p0, t, heads)?;
         g.k_ring_write(cur, t, p0, window, ring)?;
 
         // Grouped output projection (§11).
@@ -813,8 +899,10 @@ impl GpuModel {
             act_stride: group_in,
         };
         self.linear(ws, &w.out_a, rank, heads, slots, low)?;
+        self.rec(tr, "attn_o_a", il, p0, t, low)?;
         let aout = ws.aout.at(0, t * d);
         self.mat(ws, &w.out_b, low, t, aout)?;
+        self.rec(tr, "attn_out", il, p0, t, aout)?;
         g.k_hc_post(
             aout,
             h,
@@ -828,21 +916,26 @@ impl GpuModel {
     }
 
     /// The MoE half of layer `il`: `h` in, `out` = HC-post of it.
+    #[allow(clippy::too_many_arguments)]
     fn ffn(
         &self,
         ws: &Ws,
         il: usize,
         t: usize,
+        p0: usize,
         tok: DPtr<i32>,
         h: DPtr<f32>,
         out: DPtr<f32>,
+        tr: &mut Tracer<'_>,
     ) -> Result<()> {
         let (g, c) = (&self.gpu, &self.cfg);
         let w = &self.layers[il];
         let (d, n_hc, k, nf) = (c.n_embd, c.n_hc, c.n_expert_used, c.n_ff_exp);
         self.hc_pre(ws, &w.hc_ffn, h, t)?;
+        self.rec(tr, "hc_ffn_pre", il, p0, t, ws.xin.at(0, t * d))?;
         let x = ws.x.at(0, t * d);
         g.k_rms_norm(ws.xin.at(0, t * d), Some(w.ffn_norm.ptr), d, c.rms_eps, x)?;
+        self.rec(tr, "ffn_norm", il, p0, t, x)?;
         let rlog = ws.rlog.at(0, t * c.n_expert);
         self.mat(ws, &w.router, x, t, rlog)?;
         let (experts, rw) = (ws.experts.at(0, t * k), ws.rw.at(0, t * k));
@@ -871,11 +964,38 @@ impl GpuModel {
             act_div,
             act_stride,
         };
-        self.linear(ws, &w.gate_exps, nf, x, slots(&w.gate_exps, k, d), gb)?;
-        self.linear(ws, &w.up_exps, nf, x, slots(&w.up_exps, k, d), ub)?;
-        g.k_swiglu(gb, ub, nf, clamp, Some(rw), 1.0, mid)?;
         let down = ws.down.at(0, t * k * d);
-        self.linear(ws, &w.down_exps, d, mid, slots(&w.down_exps, 1, nf), down)?;
+        let grouped = |m: &DMat| t > 1 && matches!(m.kind, MatKernel::Iq2Xxs | MatKernel::Q2K);
+        if grouped(&w.gate_exps) || grouped(&w.down_exps) {
+            g.k_moe_group(
+                experts,
+                c.n_expert,
+                ws.offsets.at(0, c.n_expert + 1),
+                ws.order.at(0, t * k),
+            )?;
+        }
+        let groups = (ws.offsets.at(0, c.n_expert + 1), ws.order.at(0, t * k));
+        let experts_mm = |m: &DMat,
+                          rows: usize,
+                          x: DPtr<f32>,
+                          act_div: usize,
+                          act_stride: usize,
+                          y: DPtr<f32>| {
+            if grouped(m) {
+                let q = ws.q8k.at(0, x.len() / 256 * 292);
+                g.k_quantize_q8_k(x, q)?;
+                g.k_mm_grouped(
+                    m.kind, m.w.ptr, m.stride, c.n_expert, groups, rows, m.cols, q, act_div,
+                    act_stride, y,
+                )
+            } else {
+                self.linear(ws, m, rows, x, slots(m, act_div, act_stride), y)
+            }
+        };
+        experts_mm(&w.gate_exps, nf, x, k, d, gb)?;
+        experts_mm(&w.up_exps, nf, x, k, d, ub)?;
+        g.k_swiglu(gb, ub, nf, clamp, Some(rw), 1.0, mid)?;
+        experts_mm(&w.down_exps, d, mid, 1, nf, down)?;
 
         let (gs, us, ms) = (ws.g.at(0, t * nf), ws.u.at(0, t * nf), ws.mid.at(0, t * nf));
         self.mat(ws, &w.gate_shexp, x, t, gs)?;
@@ -883,8 +1003,11 @@ impl GpuModel {
         g.k_swiglu(gs, us, nf, clamp, None, 1.0, ms)?;
         let sh = ws.sh.at(0, t * d);
         self.mat(ws, &w.down_shexp, ms, t, sh)?;
+        self.rec(tr, "moe_shared", il, p0, t, sh)?;
+        self.rec(tr, "moe_weights", il, p0, t, rw)?;
         let fout = ws.fout.at(0, t * d);
         g.k_moe_sum(down, t, k, sh, fout)?;
+        self.rec(tr, "ffn_out", il, p0, t, fout)?;
         g.k_hc_post(
             fout,
             h,

@@ -16,6 +16,9 @@ use crate::ops::{Gpu, Kernel};
 /// Warps per block of the row-per-warp kernels.
 pub(crate) const WARPS: u32 = 8;
 
+/// Slots per block of the weight-reusing kernels (TILE in forward.cu).
+const TILE: u32 = 8;
+
 /// A device address of `len` values of `T`: a whole buffer or a range of it.
 #[derive(Debug)]
 pub struct DPtr<T> {
@@ -87,6 +90,19 @@ impl<T> DPtr<T> {
 
     pub fn addr(self) -> u64 {
         self.addr
+    }
+}
+
+impl Gpu {
+    /// Copies `p` to the host after everything queued so far.
+    pub fn download(&self, p: DPtr<f32>) -> Result<Vec<f32>> {
+        self.stream.synchronize()?;
+        let mut out = vec![0f32; p.len()];
+        // SAFETY: `p` addresses `p.len()` f32 of device memory (a DPtr is
+        // only made from a live buffer, narrowed by checked ranges) and the
+        // stream is idle, so nothing writes it during the copy.
+        unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut out, p.addr) }?;
+        Ok(out)
     }
 }
 
@@ -745,6 +761,106 @@ impl Gpu {
         // memory bound every token's key count (checked by the caller
         // against the 48 KiB default).
         unsafe { b.launch(cfg(grid, 256, (a.max_keys * 4) as u32)) }?;
+        Ok(())
+    }
+
+    /// Q8_0 weights shared by `count` activation vectors of `cols`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn k_mm_q8_0_tiles(
+        &self,
+        w: DPtr<u8>,
+        rows: usize,
+        cols: usize,
+        qs: DPtr<i8>,
+        scales: DPtr<f32>,
+        count: usize,
+        y: DPtr<f32>,
+    ) -> Result<()> {
+        let (wa, qa, sa, ya) = (w.addr, qs.addr, scales.addr, y.addr);
+        let (r, c, n) = (i(rows), i(cols), i(count));
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::MmQ80Tiles));
+        b.arg(&wa)
+            .arg(&r)
+            .arg(&c)
+            .arg(&qa)
+            .arg(&sa)
+            .arg(&n)
+            .arg(&ya);
+        let grid = (
+            (count as u32).div_ceil(TILE),
+            (rows as u32).div_ceil(WARPS),
+            1,
+        );
+        // SAFETY: mm_q8_0_tiles(const uint8_t*, int, int, const int8_t*,
+        // const float*, int, float*); the activation holds count*cols codes
+        // (4-byte aligned: cols is a multiple of 32), y count*rows values.
+        unsafe { b.launch(cfg(grid, 32 * WARPS, 0)) }?;
+        Ok(())
+    }
+
+    /// Groups `experts` (one id per slot) by expert into `offsets`/`order`.
+    pub(crate) fn k_moe_group(
+        &self,
+        experts: DPtr<i32>,
+        n_expert: usize,
+        offsets: DPtr<i32>,
+        order: DPtr<i32>,
+    ) -> Result<()> {
+        let (ea, oa, ra) = (experts.addr, offsets.addr, order.addr);
+        let (n, ne) = (i(experts.len()), i(n_expert));
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::MoeGroup));
+        b.arg(&ea).arg(&n).arg(&ne).arg(&oa).arg(&ra);
+        // SAFETY: moe_group(const int*, int, int, int*, int*); ids are below
+        // n_expert <= 512 (router output), offsets holds n_expert + 1 and
+        // order n values.
+        unsafe { b.launch(cfg((1, 1, 1), 32, 0)) }?;
+        Ok(())
+    }
+
+    /// IQ2_XXS or Q2_K experts over slots grouped by [`Gpu::k_moe_group`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn k_mm_grouped(
+        &self,
+        kind: MatKernel,
+        w: DPtr<u8>,
+        w_stride: usize,
+        n_expert: usize,
+        groups: (DPtr<i32>, DPtr<i32>),
+        rows: usize,
+        cols: usize,
+        act: DPtr<u8>,
+        act_div: usize,
+        act_stride: usize,
+        y: DPtr<f32>,
+    ) -> Result<()> {
+        let k = match kind {
+            MatKernel::Iq2Xxs => Kernel::MmIq2XxsGrouped,
+            MatKernel::Q2K => Kernel::MmQ2KGrouped,
+            _ => unreachable!("only IQ2_XXS and Q2_K have grouped kernels"),
+        };
+        let (wa, oa, ra, aa, ya) = (w.addr, groups.0.addr, groups.1.addr, act.addr, y.addr);
+        let stride = w_stride as i64;
+        let (r, c, div, st) = (i(rows), i(cols), i(act_div.max(1)), i(act_stride));
+        let (g, s) = (self.iq2_grid_addr(), self.ksigns_addr());
+        let mut b = self.stream.launch_builder(self.kernel(k));
+        b.arg(&wa)
+            .arg(&stride)
+            .arg(&oa)
+            .arg(&ra)
+            .arg(&r)
+            .arg(&c)
+            .arg(&aa)
+            .arg(&div)
+            .arg(&st);
+        if kind == MatKernel::Iq2Xxs {
+            b.arg(&g).arg(&s);
+        }
+        b.arg(&ya);
+        let grid = (n_expert as u32, (rows as u32).div_ceil(WARPS), 1);
+        // SAFETY: mm_{iq2_xxs,q2_k}_grouped as declared in
+        // kernels/forward.cu; offsets/order come from moe_group over the
+        // same slots, the Q8_K activation and y are sized for them.
+        unsafe { b.launch(cfg(grid, 32 * WARPS, 0)) }?;
         Ok(())
     }
 

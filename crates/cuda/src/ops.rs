@@ -58,10 +58,14 @@ pub(crate) enum Kernel {
     TopK,
     Attention,
     Argmax,
+    MmQ80Tiles,
+    MoeGroup,
+    MmIq2XxsGrouped,
+    MmQ2KGrouped,
 }
 
 /// The `extern "C"` names `Gpu::new` loads, indexed by [`Kernel`].
-pub const KERNELS: [&str; 29] = [
+pub const KERNELS: [&str; 33] = [
     "quantize_q8_0_act",
     "quantize_q8_k",
     "mm_q8_0",
@@ -91,6 +95,10 @@ pub const KERNELS: [&str; 29] = [
     "top_k",
     "attention",
     "argmax",
+    "mm_q8_0_tiles",
+    "moe_group",
+    "mm_iq2_xxs_grouped",
+    "mm_q2_k_grouped",
 ];
 
 /// Bytes of one Q8_K activation block (`gguf::quant::BlockQ8K`).

@@ -34,6 +34,11 @@ enum Command {
     /// Check every GPU kernel against the CPU reference on this machine's GPU.
     #[cfg(feature = "cuda")]
     Selftest(cmd::selftest::Args),
+    /// Compare the GPU forward with the CPU reference on a model file.
+    #[cfg(feature = "cuda")]
+    GpuCheck(cmd::gpu_check::Args),
+    /// Throughput at context frontiers (ds4-bench): prefill and greedy decode, CSV.
+    Bench(cmd::bench::Args),
     /// Download one of ds4's published GGUFs and link ./ds4flash.gguf to it.
     Pull(cmd::pull::Args),
     /// Serve the model over OpenAI- and Anthropic-compatible HTTP APIs.
@@ -53,6 +58,9 @@ fn main() -> anyhow::Result<()> {
         Command::Run(a) => cmd::run::run(a),
         #[cfg(feature = "cuda")]
         Command::Selftest(a) => cmd::selftest::run(a),
+        #[cfg(feature = "cuda")]
+        Command::GpuCheck(a) => cmd::gpu_check::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
         Command::Pull(a) => cmd::pull::run(a),
         Command::Serve(a) => cmd::serve::run(a),
     }

@@ -62,6 +62,9 @@ pub trait Backend: Send + Sync {
 
     fn identity(&self) -> &ModelIdentity;
 
+    /// What runs the model, for reports (the bench's CSV, logs).
+    fn device_name(&self) -> String;
+
     /// Tokens per prefill chunk: the granularity of progress reports and of
     /// cancellation during prefill.
     fn prefill_chunk(&self) -> usize;

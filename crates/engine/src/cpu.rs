@@ -92,6 +92,10 @@ impl Backend for CpuBackend {
         &self.identity
     }
 
+    fn device_name(&self) -> String {
+        format!("cpu ({} threads)", rayon::current_num_threads())
+    }
+
     fn prefill_chunk(&self) -> usize {
         self.chunk
     }

@@ -63,11 +63,6 @@ impl GpuBackend {
         &self.model
     }
 
-    /// The card's name.
-    pub fn device_name(&self) -> &str {
-        self.model.gpu.name()
-    }
-
     fn state<'s>(&self, seq: &'s mut GpuSeq) -> Result<&'s mut GpuState> {
         if seq.state.is_none() {
             seq.state = Some(self.model.new_state(seq.ctx)?);
@@ -91,6 +86,10 @@ impl Backend for GpuBackend {
 
     fn identity(&self) -> &ModelIdentity {
         &self.identity
+    }
+
+    fn device_name(&self) -> String {
+        self.model.gpu.name().to_owned()
     }
 
     fn prefill_chunk(&self) -> usize {

@@ -190,6 +190,9 @@ impl Backend for Scripted {
     fn identity(&self) -> &ModelIdentity {
         &self.identity
     }
+    fn device_name(&self) -> String {
+        "scripted".into()
+    }
     fn prefill_chunk(&self) -> usize {
         4
     }

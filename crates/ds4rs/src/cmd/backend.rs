@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use engine::{vocab, Backend, CpuBackend};
 use gguf::GgufFile;
 use text::Tokenizer;
@@ -25,6 +25,8 @@ pub enum BackendKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resolved {
     Cpu,
+    #[cfg(feature = "cuda")]
+    Cuda,
 }
 
 /// What a command does once the model is loaded, for any backend.
@@ -39,27 +41,31 @@ pub trait WithBackend {
     ) -> anyhow::Result<Self::Output>;
 }
 
-/// The backend `kind` selects in this build, or why it cannot run.
+/// The backend `kind` selects in this build, or why it cannot run. Auto
+/// takes the GPU when this build has CUDA and GPU 0 opens.
 pub fn resolve(kind: BackendKind) -> anyhow::Result<Resolved> {
     match kind {
-        // The GPU forward pass is not part of the engine yet: auto is the
-        // CPU until `engine::GpuBackend` lands.
-        BackendKind::Auto | BackendKind::Cpu => Ok(Resolved::Cpu),
-        BackendKind::Cuda if !cfg!(feature = "cuda") => bail!(
+        BackendKind::Cpu => Ok(Resolved::Cpu),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => Ok(Resolved::Cuda),
+        #[cfg(not(feature = "cuda"))]
+        BackendKind::Cuda => anyhow::bail!(
             "--backend cuda: this ds4rs was built without CUDA support; rebuild with \
              `cargo build --release --features cuda` (needs nvcc), or use --backend cpu"
         ),
-        BackendKind::Cuda => bail!(
-            "--backend cuda: the GPU forward pass is not part of this build yet (only the \
-             kernels are, see `ds4rs selftest`); use --backend cpu"
-        ),
+        #[cfg(feature = "cuda")]
+        BackendKind::Auto if cuda::Gpu::new(0).is_ok() => Ok(Resolved::Cuda),
+        BackendKind::Auto => Ok(Resolved::Cpu),
     }
 }
 
-/// Loads `model` on the backend `kind` selects and runs `job` over it.
+/// Loads `model` on the backend `kind` selects (the GPU's memory plan
+/// reserves attention state for `ctx` tokens) and runs `job` over it.
 pub fn with_backend<W: WithBackend>(
     kind: BackendKind,
     model: &Path,
+    // Only the GPU's memory plan needs it: CPU states are sized per session.
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))] ctx: usize,
     job: W,
 ) -> anyhow::Result<W::Output> {
     let resolved = resolve(kind)?;
@@ -68,6 +74,23 @@ pub fn with_backend<W: WithBackend>(
         Resolved::Cpu => {
             let backend = CpuBackend::load(model, model::Options::default())
                 .with_context(|| format!("loading {}", model.display()))?;
+            job.run(Arc::new(backend), tokenizer, eos)
+        }
+        #[cfg(feature = "cuda")]
+        Resolved::Cuda => {
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "upload {bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
+                )
+                .expect("valid template"),
+            );
+            let backend =
+                engine::GpuBackend::load(model, model::Options::default(), ctx, &mut |d, t| {
+                    bar.set_length(t);
+                    bar.set_position(d);
+                })
+                .with_context(|| format!("loading {} on the GPU", model.display()))?;
+            bar.finish_and_clear();
             job.run(Arc::new(backend), tokenizer, eos)
         }
     }
@@ -87,13 +110,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_and_cpu_run_on_the_cpu_and_cuda_explains_itself() {
-        assert_eq!(resolve(BackendKind::Auto).unwrap(), Resolved::Cpu);
+    fn cpu_is_the_cpu() {
         assert_eq!(resolve(BackendKind::Cpu).unwrap(), Resolved::Cpu);
+    }
+
+    /// Without a GPU (CI), auto falls back to the CPU.
+    #[test]
+    fn auto_without_a_gpu_is_the_cpu() {
+        #[cfg(feature = "cuda")]
+        let gpu = cuda::Gpu::new(0).is_ok();
+        #[cfg(not(feature = "cuda"))]
+        let gpu = false;
+        if !gpu {
+            assert_eq!(resolve(BackendKind::Auto).unwrap(), Resolved::Cpu);
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_explains_itself() {
         let err = resolve(BackendKind::Cuda).unwrap_err().to_string();
         assert!(
             err.contains("--backend cuda") && err.contains("--backend cpu"),
             "{err}"
         );
+    }
+
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_with_the_feature_is_the_gpu() {
+        assert_eq!(resolve(BackendKind::Cuda).unwrap(), Resolved::Cuda);
     }
 }

@@ -10,9 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use engine::{
-    generate, vocab, Backend, CpuBackend, GenerateOptions, Sampler, SamplerConfig, Session,
-};
+use engine::{generate, vocab, Backend, GenerateOptions, Sampler, SamplerConfig, Session};
 use gguf::GgufFile;
 use serde_json::json;
 use text::render::{render, Message, RenderOptions, Role, Thinking};
@@ -23,7 +21,7 @@ mod repl;
 
 use output::{print_stats, Printer, Progress};
 
-use super::backend::{resolve, BackendKind, Resolved};
+use super::backend::{with_backend, BackendKind, WithBackend};
 
 /// A prompt starting with this is an already rendered chat (§1.3).
 const BOS: &str = "<｜begin▁of▁sentence｜>";
@@ -120,16 +118,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .build_global()
             .context("--threads: starting the thread pool")?;
     }
-    // Only the CPU runs the forward pass so far (see `backend::resolve`).
-    let Resolved::Cpu = resolve(args.backend)?;
-    let backend = Arc::new(
-        CpuBackend::load(&args.model, model::Options::default())
-            .with_context(|| format!("loading {}", args.model.display()))?,
-    );
-    let header = backend.file().header();
-    let tok = vocab::tokenizer(header)
-        .with_context(|| format!("tokenizer of {}", args.model.display()))?;
-    let eos = vocab::eos_id(header).with_context(|| args.model.display().to_string())?;
+    let ctx = args.ctx;
+    let model = args.model.clone();
+    with_backend(args.backend, &model, ctx, Chat { args, prompt })
+}
+
+/// The chat itself, over whichever backend `--backend` loaded.
+struct Chat {
+    args: Args,
+    prompt: Option<String>,
+}
+
+impl WithBackend for Chat {
+    type Output = ();
+
+    fn run<B: Backend + 'static>(
+        self,
+        backend: Arc<B>,
+        tok: Tokenizer,
+        eos: u32,
+    ) -> anyhow::Result<()> {
+        chat(backend, tok, eos, self.args, self.prompt)
+    }
+}
+
+fn chat<B: Backend + 'static>(
+    backend: Arc<B>,
+    tok: Tokenizer,
+    eos: u32,
+    args: Args,
+    prompt: Option<String>,
+) -> anyhow::Result<()> {
     let requested = if args.nothink {
         Thinking::Off
     } else if args.think_max {

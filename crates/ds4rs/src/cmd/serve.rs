@@ -69,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let model = args.model.clone();
-    with_backend(args.backend, &model, Serve(args))
+    with_backend(args.backend, &model, args.ctx, Serve(args))
 }
 
 /// The server over whichever backend was loaded.
