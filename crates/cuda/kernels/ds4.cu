@@ -144,7 +144,7 @@ __device__ float block_sum(float v) {
 
 // out = (x * rms_scale(x)) * w for `count` vectors of n (one block each);
 // w may be null for the unweighted norm of the HC state.
-extern "C" __global__ void rms_norm(const float *x, const float *w, int n, float eps, float *out) {
+extern "C" __global__ void __launch_bounds__(1024) rms_norm(const float *x, const float *w, int n, float eps, float *out) {
     const float *v = x + (size_t)blockIdx.x * n;
     float *o = out + (size_t)blockIdx.x * n;
     float ss = 0.0f;
@@ -211,58 +211,86 @@ extern "C" __global__ void f16_round(float *v, int n) {
 // ---------------------------------------------------------------------------
 // Hyper-connections (model.md §5).
 
-#define MAX_HC 8
-
-// Steps 3–8 of §5.2 for `count` tokens, one thread each, in the CPU's order:
+// Steps 3–8 of §5.2 for one token with N streams, in the CPU's order:
 // pre = sigmoid+eps, post = 2*sigmoid, comb = row softmax+eps, then one
-// column normalization and (iters-1) row+column normalizations.
-extern "C" __global__ void hc_split(const float *mix, int count, int n_hc, const float *scale,
-                                    const float *base, int iters, float eps, float *pre, float *post,
-                                    float *comb) {
-    int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= count || n_hc > MAX_HC) return;
-    int m = 2 * n_hc + n_hc * n_hc;
-    const float *x = mix + (size_t)t * m;
-    for (int i = 0; i < n_hc; i++) {
+// column normalization and (iters-1) row+column normalizations. N is a
+// template parameter so the matrix lives in registers.
+template <int N>
+__device__ void hc_split_one(const float *x, const float *scale, const float *base, int iters, float eps,
+                             float *pre, float *post, float *comb) {
+#pragma unroll
+    for (int i = 0; i < N; i++) {
         float z0 = __fadd_rn(__fmul_rn(x[i], scale[0]), base[i]);
-        pre[t * n_hc + i] = __fadd_rn(__fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-z0))), eps);
-        float z1 = __fadd_rn(__fmul_rn(x[n_hc + i], scale[1]), base[n_hc + i]);
-        post[t * n_hc + i] = __fmul_rn(2.0f, __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-z1))));
+        pre[i] = __fadd_rn(__fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-z0))), eps);
+        float z1 = __fadd_rn(__fmul_rn(x[N + i], scale[1]), base[N + i]);
+        post[i] = __fmul_rn(2.0f, __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-z1))));
     }
-    float p[MAX_HC * MAX_HC];
-    int off = 2 * n_hc;
-    for (int r = 0; r < n_hc; r++) {
-        float a[MAX_HC];
+    float p[N * N];
+    const int off = 2 * N;
+#pragma unroll
+    for (int r = 0; r < N; r++) {
+        float a[N];
         float mx = -INFINITY;
-        for (int c = 0; c < n_hc; c++) {
-            a[c] = __fadd_rn(__fmul_rn(x[off + n_hc * r + c], scale[2]), base[off + n_hc * r + c]);
+#pragma unroll
+        for (int c = 0; c < N; c++) {
+            a[c] = __fadd_rn(__fmul_rn(x[off + N * r + c], scale[2]), base[off + N * r + c]);
             mx = fmaxf(mx, a[c]);
         }
         float sum = 0.0f;
-        for (int c = 0; c < n_hc; c++) {
+#pragma unroll
+        for (int c = 0; c < N; c++) {
             a[c] = expf(__fsub_rn(a[c], mx));
             sum = __fadd_rn(sum, a[c]);
         }
         float inv = __fdiv_rn(1.0f, sum);
-        for (int c = 0; c < n_hc; c++) p[n_hc * r + c] = __fadd_rn(__fmul_rn(a[c], inv), eps);
+#pragma unroll
+        for (int c = 0; c < N; c++) p[N * r + c] = __fadd_rn(__fmul_rn(a[c], inv), eps);
     }
     for (int it = 0; it < iters; it++) {
         if (it > 0) {
-            for (int r = 0; r < n_hc; r++) {
+#pragma unroll
+            for (int r = 0; r < N; r++) {
                 float s = 0.0f;
-                for (int c = 0; c < n_hc; c++) s = __fadd_rn(s, p[n_hc * r + c]);
+#pragma unroll
+                for (int c = 0; c < N; c++) s = __fadd_rn(s, p[N * r + c]);
                 float inv = __fdiv_rn(1.0f, __fadd_rn(s, eps));
-                for (int c = 0; c < n_hc; c++) p[n_hc * r + c] = __fmul_rn(p[n_hc * r + c], inv);
+#pragma unroll
+                for (int c = 0; c < N; c++) p[N * r + c] = __fmul_rn(p[N * r + c], inv);
             }
         }
-        for (int c = 0; c < n_hc; c++) {
+#pragma unroll
+        for (int c = 0; c < N; c++) {
             float s = 0.0f;
-            for (int r = 0; r < n_hc; r++) s = __fadd_rn(s, p[n_hc * r + c]);
+#pragma unroll
+            for (int r = 0; r < N; r++) s = __fadd_rn(s, p[N * r + c]);
             float inv = __fdiv_rn(1.0f, __fadd_rn(s, eps));
-            for (int r = 0; r < n_hc; r++) p[n_hc * r + c] = __fmul_rn(p[n_hc * r + c], inv);
+#pragma unroll
+            for (int r = 0; r < N; r++) p[N * r + c] = __fmul_rn(p[N * r + c], inv);
         }
     }
-    for (int i = 0; i < n_hc * n_hc; i++) comb[(size_t)t * n_hc * n_hc + i] = p[i];
+#pragma unroll
+    for (int i = 0; i < N * N; i++) comb[i] = p[i];
+}
+
+// The split of `count` tokens (mix rows of 2n + n²), one thread each.
+extern "C" __global__ void hc_split(const float *mix, int count, int n_hc, const float *scale,
+                                    const float *base, int iters, float eps, float *pre, float *post,
+                                    float *comb) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= count) return;
+    const float *x = mix + (size_t)t * (2 * n_hc + n_hc * n_hc);
+    float *pr = pre + t * n_hc, *po = post + t * n_hc, *co = comb + (size_t)t * n_hc * n_hc;
+    switch (n_hc) {
+    case 1: hc_split_one<1>(x, scale, base, iters, eps, pr, po, co); break;
+    case 2: hc_split_one<2>(x, scale, base, iters, eps, pr, po, co); break;
+    case 3: hc_split_one<3>(x, scale, base, iters, eps, pr, po, co); break;
+    case 4: hc_split_one<4>(x, scale, base, iters, eps, pr, po, co); break;
+    case 5: hc_split_one<5>(x, scale, base, iters, eps, pr, po, co); break;
+    case 6: hc_split_one<6>(x, scale, base, iters, eps, pr, po, co); break;
+    case 7: hc_split_one<7>(x, scale, base, iters, eps, pr, po, co); break;
+    case 8: hc_split_one<8>(x, scale, base, iters, eps, pr, po, co); break;
+    default: break;
+    }
 }
 
 // ---------------------------------------------------------------------------

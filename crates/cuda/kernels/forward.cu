@@ -119,6 +119,38 @@ extern "C" __global__ void mm_f32(const uint8_t *w, long long w_stride, const in
     slot_store(y, rows, r, acc);
 }
 
+// F16 or F32 weights x f32 activations for matrices of few, long rows (the
+// HC mixes: 24 rows of 16384): one block per (slot, row), threads over
+// the columns, then a block sum. Chosen by the matrix's shape alone, so a
+// row's sum order never depends on the batch.
+template <typename W>
+__device__ void mm_wide(const uint8_t *w, long long w_stride, const int *ids, int w_mod, int rows, int cols,
+                        const float *x, int act_div, int act_stride, float *y) {
+    int s = blockIdx.x, row = blockIdx.y;
+    long long e = ids ? (long long)ids[s] : (long long)(s % w_mod);
+    const W *wr = (const W *)(w + e * w_stride) + (size_t)row * cols;
+    const float *xa = x + (long long)(s / act_div) * act_stride;
+    float acc = 0.0f;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        float wv;
+        if constexpr (sizeof(W) == 2) wv = half_to_float(wr[i]);
+        else wv = wr[i];
+        acc = __fadd_rn(acc, __fmul_rn(wv, xa[i]));
+    }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) y[(long long)s * rows + row] = acc;
+}
+
+extern "C" __global__ void mm_f16_wide(const uint8_t *w, long long w_stride, const int *ids, int w_mod, int rows,
+                                       int cols, const float *x, int act_div, int act_stride, float *y) {
+    mm_wide<uint16_t>(w, w_stride, ids, w_mod, rows, cols, x, act_div, act_stride, y);
+}
+
+extern "C" __global__ void mm_f32_wide(const uint8_t *w, long long w_stride, const int *ids, int w_mod, int rows,
+                                       int cols, const float *x, int act_div, int act_stride, float *y) {
+    mm_wide<float>(w, w_stride, ids, w_mod, rows, cols, x, act_div, act_stride, y);
+}
+
 // Q2_K x Q8_K (§5.4): lanes over 256-blocks; each block's float term is
 // (dall*isum - dmin*summs) exactly as the CPU forms it.
 extern "C" __global__ void mm_q2_k(const uint8_t *w, long long w_stride, const int *ids, int w_mod, int rows,

@@ -16,6 +16,10 @@ use crate::ops::{Gpu, Kernel};
 /// Warps per block of the row-per-warp kernels.
 pub(crate) const WARPS: u32 = 8;
 
+/// Matrices of at most this many rows and at least 32× as many columns
+/// take the block-per-row F16/F32 kernels (`mm_*_wide`).
+const WIDE_ROWS: usize = 64;
+
 /// Slots per block of the weight-reusing kernels (TILE in forward.cu).
 const TILE: u32 = 8;
 
@@ -226,7 +230,10 @@ impl Gpu {
         slots: Slots,
         y: DPtr<f32>,
     ) -> Result<()> {
+        let wide = rows <= WIDE_ROWS && cols >= 32 * WIDE_ROWS;
         let k = match kind {
+            MatKernel::F32 if wide => Kernel::MmF32Wide,
+            MatKernel::F16 if wide => Kernel::MmF16Wide,
             MatKernel::F32 => Kernel::MmF32,
             MatKernel::F16 => Kernel::MmF16,
             MatKernel::Q8_0 => Kernel::MmQ80,
@@ -270,13 +277,20 @@ impl Gpu {
             b.arg(&g).arg(&s);
         }
         b.arg(&ya);
-        let grid = (slots.count as u32, (rows as u32).div_ceil(WARPS), 1);
+        let (grid, block) = if wide && matches!(kind, MatKernel::F32 | MatKernel::F16) {
+            ((slots.count as u32, rows as u32, 1), 256)
+        } else {
+            (
+                (slots.count as u32, (rows as u32).div_ceil(WARPS), 1),
+                32 * WARPS,
+            )
+        };
         // SAFETY: mm_*(const uint8_t*, long long, const int*, int, int, int,
         // <activation>, int, int, [grid, ksigns,] float*) as declared in
         // kernels/forward.cu; the activation variant matches the kernel
         // (callers pick it from the weight format) and the callers size
         // w, the activations and y for `slots`.
-        unsafe { b.launch(cfg(grid, 32 * WARPS, 0)) }?;
+        unsafe { b.launch(cfg(grid, block, 0)) }?;
         Ok(())
     }
 
@@ -294,7 +308,7 @@ impl Gpu {
         b.arg(&xa).arg(&wa).arg(&ni).arg(&eps).arg(&oa);
         // SAFETY: rms_norm(const float*, const float* or null, int, float,
         // float*); one block per n-vector of x, out as long as x.
-        unsafe { b.launch(cfg((count, 1, 1), 256, 0)) }?;
+        unsafe { b.launch(cfg((count, 1, 1), 1024, 0)) }?;
         Ok(())
     }
 
@@ -391,8 +405,9 @@ impl Gpu {
             .arg(&eps);
         b.arg(&pa).arg(&qa).arg(&ca);
         // SAFETY: hc_split(const float*, int, int, const float*, const
-        // float*, int, float, float*, float*, float*); one thread per token.
-        unsafe { b.launch(grid1(count)) }?;
+        // float*, int, float, float*, float*, float*); one thread per token,
+        // 64 per block (its unrolled matrices take 80 registers).
+        unsafe { b.launch(cfg(((count as u32).div_ceil(64), 1, 1), 64, 0)) }?;
         Ok(())
     }
 

@@ -62,10 +62,12 @@ pub(crate) enum Kernel {
     MoeGroup,
     MmIq2XxsGrouped,
     MmQ2KGrouped,
+    MmF16Wide,
+    MmF32Wide,
 }
 
 /// The `extern "C"` names `Gpu::new` loads, indexed by [`Kernel`].
-pub const KERNELS: [&str; 33] = [
+pub const KERNELS: [&str; 35] = [
     "quantize_q8_0_act",
     "quantize_q8_k",
     "mm_q8_0",
@@ -99,6 +101,8 @@ pub const KERNELS: [&str; 33] = [
     "moe_group",
     "mm_iq2_xxs_grouped",
     "mm_q2_k_grouped",
+    "mm_f16_wide",
+    "mm_f32_wide",
 ];
 
 /// Bytes of one Q8_K activation block (`gguf::quant::BlockQ8K`).

@@ -41,6 +41,12 @@ pub struct Args {
     /// paths first part).
     #[arg(long, default_value_t = 0)]
     pub stages: usize,
+    /// Also measure the model's own sensitivity: the CPU against itself with
+    /// layer 0's attention-norm weights nudged by one ulp (a perturbation
+    /// of the size summation order makes), to compare with the GPU's
+    /// deviation.
+    #[arg(long)]
+    pub sensitivity: bool,
     /// Also write the per-position numbers as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -199,19 +205,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stage_report(&gm, &file, opts, prompt, args.stages)?;
     }
     let t1 = Instant::now();
-    let cpu_model = Model::load(&file, opts)?;
-    let mut cpu_state = cpu_model.new_state(n);
-    let mut cpu_logits =
-        cpu_model.forward(&mut cpu_state, prompt, Logits::All, &mut model::NoTrace)?;
-    for &t in steps {
-        cpu_logits.extend(cpu_model.forward(
-            &mut cpu_state,
-            &[t],
-            Logits::Last,
-            &mut model::NoTrace,
-        )?);
-    }
+    let cpu_run = |m: &Model| -> anyhow::Result<(Vec<f32>, model::State)> {
+        let mut state = m.new_state(n);
+        let mut logits = m.forward(&mut state, prompt, Logits::All, &mut model::NoTrace)?;
+        for &t in steps {
+            logits.extend(m.forward(&mut state, &[t], Logits::Last, &mut model::NoTrace)?);
+        }
+        Ok((logits, state))
+    };
+    let mut cpu_model = Model::load(&file, opts)?;
+    let (cpu_logits, cpu_state) = cpu_run(&cpu_model)?;
     let cpu_s = t1.elapsed().as_secs_f64();
+    let nudged = if args.sensitivity {
+        for w in &mut cpu_model.weights.layers[0].attn_norm {
+            *w = f32::from_bits(w.to_bits() + 1);
+        }
+        Some(cpu_run(&cpu_model)?.0)
+    } else {
+        None
+    };
 
     let t2 = Instant::now();
     let mut st = gm.new_state(n)?;
@@ -239,6 +251,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         per.len(),
         top1 * 100.0
     );
+    if let Some(nudged) = &nudged {
+        let base: Vec<Cmp> = nudged
+            .chunks(v)
+            .zip(cpu_logits.chunks(v))
+            .map(|(a, b)| compare(a, b))
+            .collect();
+        let b_min = base.iter().fold(1f64, |m, c| m.min(c.cos));
+        let b_mean = base.iter().map(|c| c.cos).sum::<f64>() / base.len().max(1) as f64;
+        let b_top1 = base.iter().filter(|c| c.same_top1).count() as f64 / base.len().max(1) as f64;
+        println!(
+            "CPU vs CPU with one ulp nudged: cosine min {b_min:.6} mean {b_mean:.6}, same top-1 {:.2}%",
+            b_top1 * 100.0
+        );
+        checks.push((
+            format!(
+                "GPU deviation (1 - mean cosine {:.2e}) within 2x the model's 1-ulp sensitivity ({:.2e})",
+                1.0 - mean_cos,
+                1.0 - b_mean
+            ),
+            1.0 - mean_cos <= 2.0 * (1.0 - b_mean),
+        ));
+    }
     if args.exact {
         checks.push((
             format!("exact: worst relative {worst_rel:.2e} <= 2e-3"),
@@ -301,15 +335,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         index_rel = index_rel.max(max_rel(&g.index, &c.index));
     }
     println!("state rows: compressed worst relative {comp_rel:.3e}, indexer {index_rel:.3e}");
-    let row_bound = if args.exact { 1e-3 } else { 5e-2 };
-    checks.push((
-        format!("compressed rows within {row_bound:e} relative"),
-        comp_rel <= row_bound,
-    ));
-    checks.push((
-        format!("indexer rows within {row_bound:e} relative"),
-        index_rel <= row_bound,
-    ));
+    // With the round trips on, one FP8 or FP4 code that rounds the other
+    // way moves a value by a whole step (6% or 25% of its block), so rows
+    // are bounded only where the rounding is off.
+    if !opts.qat {
+        checks.push((
+            format!("compressed rows within 1e-3 relative ({comp_rel:.2e})"),
+            comp_rel <= 1e-3,
+        ));
+        checks.push((
+            format!("indexer rows within 1e-3 relative ({index_rel:.2e})"),
+            index_rel <= 1e-3,
+        ));
+    }
 
     if let Some(path) = &args.json {
         let rows: Vec<serde_json::Value> = per
