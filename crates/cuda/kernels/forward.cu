@@ -696,25 +696,26 @@ extern "C" __global__ void argmax(const float *x, int n, int *out) {
 // slots, and do the integer dot products four bytes at a time (dp4a).
 
 #define TILE 8
+#define TILE_Q8 16
 
 __device__ __forceinline__ int pack4(const uint8_t *p) {
     return (int)((uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24));
 }
 
 // Q8_0 weights shared by every slot (a chunk of tokens): slots
-// blockIdx.x*TILE .. +TILE of `count`, activation of slot s at s*cols.
+// blockIdx.x*TILE_Q8 .. +TILE_Q8 of `count`, activation of slot s at s*cols.
 extern "C" __global__ void mm_q8_0_tiles(const uint8_t *w, int rows, int cols, const int8_t *qs,
                                          const float *scales, int count, float *y) {
     int row = blockIdx.y * (blockDim.x / WARP) + threadIdx.x / WARP;
     int lane = threadIdx.x % WARP;
     if (row >= rows) return;
     int nb = cols / 32;
-    int s0 = blockIdx.x * TILE;
-    int ns = min(TILE, count - s0);
+    int s0 = blockIdx.x * TILE_Q8;
+    int ns = min(TILE_Q8, count - s0);
     const uint8_t *wr = w + (size_t)row * nb * 34;
-    float acc[TILE];
+    float acc[TILE_Q8];
 #pragma unroll
-    for (int i = 0; i < TILE; i++) acc[i] = 0.0f;
+    for (int i = 0; i < TILE_Q8; i++) acc[i] = 0.0f;
     for (int b = lane; b < nb; b += WARP) {
         const uint8_t *blk = wr + (size_t)b * 34;
         int wv[8];
@@ -722,7 +723,7 @@ extern "C" __global__ void mm_q8_0_tiles(const uint8_t *w, int rows, int cols, c
         for (int j = 0; j < 8; j++) wv[j] = pack4(blk + 2 + 4 * j);
         float wd = f16_at(blk);
 #pragma unroll
-        for (int i = 0; i < TILE; i++) {
+        for (int i = 0; i < TILE_Q8; i++) {
             if (i < ns) {
                 long long a0 = (long long)(s0 + i) * cols + (long long)b * 32;
                 const int *a = (const int *)(qs + a0);
@@ -734,7 +735,7 @@ extern "C" __global__ void mm_q8_0_tiles(const uint8_t *w, int rows, int cols, c
         }
     }
 #pragma unroll
-    for (int i = 0; i < TILE; i++) {
+    for (int i = 0; i < TILE_Q8; i++) {
         float v = warp_sum(acc[i]);
         if (lane == 0 && i < ns) y[(long long)(s0 + i) * rows + row] = v;
     }

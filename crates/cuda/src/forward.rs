@@ -25,7 +25,7 @@ use crate::weights::MemoryPlan;
 
 /// Tokens per chunk of a forward call: bounds the workspace (and the
 /// logits buffer of `Logits::All`).
-pub const GPU_CHUNK: usize = 128;
+pub const GPU_CHUNK: usize = 512;
 
 /// A compressor's device state: its emitted rows and its frontier.
 #[derive(Clone)]

@@ -20,8 +20,8 @@ pub(crate) const WARPS: u32 = 8;
 /// take the block-per-row F16/F32 kernels (`mm_*_wide`).
 const WIDE_ROWS: usize = 64;
 
-/// Slots per block of the weight-reusing kernels (TILE in forward.cu).
-const TILE: u32 = 8;
+/// Slots per block of the Q8_0 weight-reusing kernel (TILE_Q8 in forward.cu).
+const TILE_Q8: u32 = 16;
 
 /// A device address of `len` values of `T`: a whole buffer or a range of it.
 #[derive(Debug)]
@@ -802,7 +802,7 @@ impl Gpu {
             .arg(&n)
             .arg(&ya);
         let grid = (
-            (count as u32).div_ceil(TILE),
+            (count as u32).div_ceil(TILE_Q8),
             (rows as u32).div_ceil(WARPS),
             1,
         );
