@@ -524,6 +524,38 @@ impl GpuModel {
         }
     }
 
+    /// Records the indexer's scores and selection of the chunk's tokens
+    /// that had more visible rows than the top-k (those the CPU traces).
+    #[allow(clippy::too_many_arguments)]
+    fn rec_selection(
+        &self,
+        tr: &mut Tracer<'_>,
+        il: usize,
+        p0: usize,
+        t: usize,
+        ratio: usize,
+        stride: usize,
+        scores: DPtr<f32>,
+        sel: DPtr<i32>,
+    ) -> Result<()> {
+        let k = self.cfg.indexer_top_k;
+        let sc = self.gpu.download(scores)?;
+        let mut ids = vec![0i32; sel.len()];
+        // SAFETY: `sel` addresses `sel.len()` i32 of a live workspace
+        // buffer and the stream is idle (`download` synchronized it).
+        unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut ids, sel.addr()) }?;
+        for i in 0..t {
+            let n = (p0 + i + 1) / ratio;
+            if n > k {
+                tr.sink
+                    .record("index_scores", il, p0 + i, &sc[i * stride..i * stride + n]);
+                let row: Vec<f32> = ids[i * k..(i + 1) * k].iter().map(|&c| c as f32).collect();
+                tr.sink.record("index_selected", il, p0 + i, &row);
+            }
+        }
+        Ok(())
+    }
+
     /// Records `t` rows of `v` as `stage` of positions p0.. when tracing.
     fn rec(
         &self,
@@ -844,6 +876,9 @@ impl GpuModel {
                 )?;
                 let (sel, n_sel) = (ws.sel.at(0, t * k), ws.n_sel.at(0, t));
                 g.k_top_k(scores, t, p0, ratio, stride, k, sel, n_sel)?;
+                if tr.on {
+                    self.rec_selection(tr, il, p0, t, ratio, stride, scores, sel)?;
+                }
                 Some((sel, n_sel))
             }
             _ => None,

@@ -12,6 +12,7 @@ pub mod forward;
 pub mod kern;
 pub mod ops;
 pub mod selftest;
+mod selftest_batch;
 pub mod weights;
 
 pub use error::{CudaError, Result};

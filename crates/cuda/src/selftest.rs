@@ -19,10 +19,10 @@ pub struct Check {
 }
 
 /// xorshift64*: reproducible inputs without a dependency.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -30,16 +30,16 @@ impl Rng {
     }
 
     /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
+    pub(crate) fn unit(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
 
-    fn normalish(&mut self) -> f32 {
+    pub(crate) fn normalish(&mut self) -> f32 {
         (self.unit() + self.unit() + self.unit()) * 0.8
     }
 }
 
-fn random_q8_0(rng: &mut Rng, rows: usize, cols: usize) -> Vec<u8> {
+pub(crate) fn random_q8_0(rng: &mut Rng, rows: usize, cols: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows * cols / 32 * 34);
     for _ in 0..rows * cols / 32 {
         let d = 1e-3 + 0.05 * (rng.unit() + 1.0);
@@ -56,7 +56,7 @@ fn random_f16(rng: &mut Rng, n: usize) -> Vec<u8> {
 }
 
 /// `max_i |a_i - b_i| / bound_i`.
-fn worst_ratio(a: &[f32], b: &[f32], bound: &[f64]) -> f64 {
+pub(crate) fn worst_ratio(a: &[f32], b: &[f32], bound: &[f64]) -> f64 {
     a.iter()
         .zip(b)
         .zip(bound)
@@ -66,7 +66,7 @@ fn worst_ratio(a: &[f32], b: &[f32], bound: &[f64]) -> f64 {
 
 /// Σ_i |w_i x_i| per row, times the relative tolerance: what summation
 /// order alone can change.
-fn order_bound(w: &[f32], x: &[f32], rows: usize, rel: f64) -> Vec<f64> {
+pub(crate) fn order_bound(w: &[f32], x: &[f32], rows: usize, rel: f64) -> Vec<f64> {
     let cols = x.len();
     (0..rows)
         .map(|r| {
@@ -147,7 +147,7 @@ fn check_f16(gpu: &Gpu, rng: &mut Rng, rows: usize, cols: usize) -> Result<Check
 }
 
 /// Random blocks of a K-quant type with scales that keep values O(1e-2).
-fn random_kquant(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+pub(crate) fn random_kquant(rng: &mut Rng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     let (bb, n) = (ty.block_bytes(), rows * cols / 256);
     let mut out = Vec::with_capacity(n * bb);
     for _ in 0..n {
@@ -591,5 +591,6 @@ pub fn run(gpu: &Gpu) -> Result<Vec<Check>> {
     out.extend(check_stages(gpu, &mut rng)?);
     out.extend(check_hc_router_attention(gpu, &mut rng)?);
     out.extend(check_moe_compressor_indexer(gpu, &mut rng)?);
+    out.extend(crate::selftest_batch::run(gpu, &mut rng)?);
     Ok(out)
 }

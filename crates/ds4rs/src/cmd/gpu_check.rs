@@ -47,6 +47,10 @@ pub struct Args {
     /// deviation.
     #[arg(long)]
     pub sensitivity: bool,
+    /// Also compare the indexer's top-k selections of every prompt position
+    /// (a near-tie within 1e-5 of the k-th score may order either way).
+    #[arg(long)]
+    pub selection: bool,
     /// Also write the per-position numbers as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -100,6 +104,61 @@ impl model::Trace for Keep {
             self.rows.insert((pos, layer, stage), data.to_vec());
         }
     }
+}
+
+/// Keeps the indexer's scores and selections of every position.
+#[derive(Default)]
+struct Selections {
+    rows: std::collections::BTreeMap<(usize, usize, &'static str), Vec<f32>>,
+}
+
+impl model::Trace for Selections {
+    fn record(&mut self, stage: &'static str, layer: usize, pos: usize, data: &[f32]) {
+        if stage == "index_selected" || stage == "index_scores" {
+            self.rows.insert((pos, layer, stage), data.to_vec());
+        }
+    }
+}
+
+/// Positions whose GPU selection differs from the CPU's, split into those
+/// a near-tie explains (the CPU's k-th and (k+1)-th scores within `tie`
+/// relative) and the rest.
+fn selection_report(
+    gm: &cuda::GpuModel,
+    file: &gguf::GgufFile,
+    opts: Options,
+    prompt: &[u32],
+    tie: f64,
+) -> anyhow::Result<(usize, usize, usize)> {
+    let cpu_model = Model::load(file, opts)?;
+    let mut cs = cpu_model.new_state(prompt.len());
+    let mut cpu = Selections::default();
+    cpu_model.forward(&mut cs, prompt, Logits::Last, &mut cpu)?;
+    let mut gs = gm.new_state(prompt.len())?;
+    let mut gpu = Selections::default();
+    gm.forward_traced(&mut gs, prompt, Logits::Last, &mut gpu)?;
+    let (mut total, mut tied, mut other) = (0, 0, 0);
+    for (key, csel) in cpu.rows.iter().filter(|(k, _)| k.2 == "index_selected") {
+        total += 1;
+        let Some(gsel) = gpu.rows.get(key) else {
+            other += 1;
+            continue;
+        };
+        if gsel == csel {
+            continue;
+        }
+        let scores = &cpu.rows[&(key.0, key.1, "index_scores")];
+        let mut sorted: Vec<f32> = scores.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let k = csel.len();
+        let (a, b) = (f64::from(sorted[k - 1]), f64::from(sorted[k]));
+        if (a - b).abs() <= tie * a.abs().max(b.abs()) {
+            tied += 1;
+        } else {
+            other += 1;
+        }
+    }
+    Ok((total, tied, other))
 }
 
 /// Prints each stage both sides recorded, position-major, in the order
@@ -204,6 +263,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.stages > 0 {
         stage_report(&gm, &file, opts, prompt, args.stages)?;
     }
+    let selections = if args.selection {
+        let (total, tied, other) = selection_report(&gm, &file, opts, prompt, 1e-5)?;
+        println!(
+            "indexer selections: {total} (layer, position) pairs, {} identical, {tied} differ at a near-tie, {other} differ otherwise",
+            total - tied - other
+        );
+        Some((total, other))
+    } else {
+        None
+    };
     let t1 = Instant::now();
     let cpu_run = |m: &Model| -> anyhow::Result<(Vec<f32>, model::State)> {
         let mut state = m.new_state(n);
@@ -271,6 +340,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 1.0 - b_mean
             ),
             1.0 - mean_cos <= 2.0 * (1.0 - b_mean),
+        ));
+    }
+    if let (Some((total, other)), false) = (selections, opts.qat) {
+        checks.push((
+            format!("indexer selections identical except at near-ties ({other} of {total} not)"),
+            other == 0,
         ));
     }
     if args.exact {
