@@ -151,35 +151,60 @@ extern "C" __global__ void mm_f32_wide(const uint8_t *w, long long w_stride, con
     mm_wide<float>(w, w_stride, ids, w_mod, rows, cols, x, act_div, act_stride, y);
 }
 
-// Q2_K x Q8_K (§5.4): lanes over 256-blocks; each block's float term is
-// (dall*isum - dmin*summs) exactly as the CPU forms it.
+// The per-lane order of the slot kernels' float sums, kept when lanes
+// share blocks: lane L adds the terms of blocks L, L+32, ... in increasing
+// order, then the warp sums the lanes. `term` is block b's term held by
+// lane `src`; every lane takes part.
+__device__ __forceinline__ void add_in_lane_order(float &acc, float term, int b, int src, int lane) {
+    float v = __shfl_sync(0xffffffffu, term, src);
+    if (b >= 0 && lane == b % WARP) acc = __fadd_rn(acc, v);
+}
+
+// Q2_K x Q8_K (§5.4). Each lane takes one 16-value sub-block (16 lanes per
+// 256-block, two blocks per pass), so every lane works even on 2048-wide
+// rows; the integer sums are exact and each block's float term
+// (dall*isum - dmin*summs) is added in the lane order of the one-lane-per-
+// block layout, so results do not depend on the layout.
 extern "C" __global__ void mm_q2_k(const uint8_t *w, long long w_stride, const int *ids, int w_mod, int rows,
                                    int cols, const block_q8_K *act, int act_div, int act_stride, float *y) {
     int nb = cols / 256;
     SlotRow r;
     if (!slot_row(w, w_stride, ids, w_mod, rows, (long long)nb * 84, act_div, act_stride, r)) return;
     const block_q8_K *ya = act + r.act / 256;
+    int sb = r.lane % 16, half_warp = r.lane / 16;
     float acc = 0.0f;
-    for (int b = r.lane; b < nb; b += WARP) {
-        const uint8_t *x = r.w + (size_t)b * 84;
-        const block_q8_K *a = ya + b;
-        const uint8_t *scales = x;
-        const uint8_t *qs = x + 16;
-        int summs = 0;
-        for (int j = 0; j < 16; j++) summs += (int)a->bsums[j] * (int)(scales[j] >> 4);
-        int isum = 0;
-        for (int s = 0; s < 16; s++) {
-            int h = s / 8, j = (s % 8) / 2, half = s % 2;
+    for (int b0 = 0; b0 < nb; b0 += 2) {
+        int b = b0 + half_warp;
+        int isum = 0, summs = 0;
+        float dall = 0.0f, dmin = 0.0f;
+        if (b < nb) {
+            const uint8_t *x = r.w + (size_t)b * 84;
+            const block_q8_K *a = ya + b;
+            const uint8_t *qs = x + 16;
+            int h = sb / 8, j = (sb % 8) / 2, hf = sb % 2;
+            const uint8_t *q = qs + 32 * h + 16 * hf;
+            const int *aq = (const int *)(a->qs + 16 * sb);
             int sub = 0;
-            for (int l = 0; l < 16; l++) {
-                int q = (qs[32 * h + 16 * half + l] >> (2 * j)) & 3;
-                sub += q * (int)a->qs[128 * h + 32 * j + 16 * half + l];
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                uint32_t v = 0;
+#pragma unroll
+                for (int m = 0; m < 4; m++) v |= (uint32_t)((q[4 * k + m] >> (2 * j)) & 3) << (8 * m);
+                sub = __dp4a((int)v, aq[k], sub);
             }
-            isum += (int)(scales[s] & 15) * sub;
+            isum = (int)(x[sb] & 15) * sub;
+            summs = (int)a->bsums[sb] * (int)(x[sb] >> 4);
+            dall = __fmul_rn(a->d, f16_at(x + 80));
+            dmin = __fmul_rn(a->d, f16_at(x + 82));
         }
-        float dall = __fmul_rn(a->d, f16_at(x + 80));
-        float dmin = __fmul_rn(a->d, f16_at(x + 82));
-        acc = __fadd_rn(acc, __fsub_rn(__fmul_rn(dall, (float)isum), __fmul_rn(dmin, (float)summs)));
+#pragma unroll
+        for (int o = 1; o < 16; o <<= 1) {
+            isum += __shfl_xor_sync(0xffffffffu, isum, o);
+            summs += __shfl_xor_sync(0xffffffffu, summs, o);
+        }
+        float term = __fsub_rn(__fmul_rn(dall, (float)isum), __fmul_rn(dmin, (float)summs));
+        add_in_lane_order(acc, term, b0 < nb ? b0 : -1, 0, r.lane);
+        add_in_lane_order(acc, term, b0 + 1 < nb ? b0 + 1 : -1, 16, r.lane);
     }
     slot_store(y, rows, r, acc);
 }
@@ -221,9 +246,12 @@ extern "C" __global__ void mm_q4_k(const uint8_t *w, long long w_stride, const i
     slot_store(y, rows, r, acc);
 }
 
-// IQ2_XXS x Q8_K (§5.6 scalar structure): integer bsum per block, one float
-// term d*bsum per block, the 1/8 applied once at the end. `grid` (256 u64)
-// and `ksigns` (128 bytes) are gguf::quant::tables, uploaded at start.
+// IQ2_XXS x Q8_K (§5.6 scalar structure). Each lane takes one 32-value
+// group (8 lanes per 256-block, four blocks per pass): the group's integer
+// sum times its scale, summed exactly over the block's lanes into bsum; the
+// block's float term d*bsum is added in the lane order of the one-lane-per-
+// block layout, the 1/8 applied once at the end. `grid` (256 u64) and
+// `ksigns` (128 bytes) are gguf::quant::tables, uploaded at start.
 extern "C" __global__ void mm_iq2_xxs(const uint8_t *w, long long w_stride, const int *ids, int w_mod, int rows,
                                       int cols, const block_q8_K *act, int act_div, int act_stride,
                                       const uint64_t *grid, const uint8_t *ksigns, float *y) {
@@ -231,29 +259,42 @@ extern "C" __global__ void mm_iq2_xxs(const uint8_t *w, long long w_stride, cons
     SlotRow r;
     if (!slot_row(w, w_stride, ids, w_mod, rows, (long long)nb * 66, act_div, act_stride, r)) return;
     const block_q8_K *ya = act + r.act / 256;
+    int g = r.lane % 8, quarter = r.lane / 8;
     float acc = 0.0f;
-    for (int b = r.lane; b < nb; b += WARP) {
-        const uint8_t *x = r.w + (size_t)b * 66;
-        const block_q8_K *a = ya + b;
-        float d = __fmul_rn(f16_at(x), a->d);
-        int bsum = 0;
-        for (int g = 0; g < 8; g++) {
+    for (int b0 = 0; b0 < nb; b0 += 4) {
+        int b = b0 + quarter;
+        int val = 0;
+        float d = 0.0f;
+        if (b < nb) {
+            const uint8_t *x = r.w + (size_t)b * 66;
+            const block_q8_K *a = ya + b;
             uint32_t A = u32_at(x + 2 + 8 * g);
             uint32_t B = u32_at(x + 6 + 8 * g);
-            int ls = 2 * (int)(B >> 28) + 1;
+            const int *aq = (const int *)(a->qs + 32 * g);
             int sumi = 0;
+#pragma unroll
             for (int i = 0; i < 4; i++) {
                 uint64_t gr = grid[(A >> (8 * i)) & 0xFF];
                 uint8_t signs = ksigns[(B >> (7 * i)) & 127];
+                uint32_t lo = 0, hi = 0;
+#pragma unroll
                 for (int j = 0; j < 8; j++) {
                     int gv = (int)((gr >> (8 * j)) & 0xFF);
-                    int v = (signs >> j) & 1 ? -gv : gv;
-                    sumi += v * (int)a->qs[32 * g + 8 * i + j];
+                    uint32_t byte = (uint32_t)(((signs >> j) & 1 ? -gv : gv) & 0xFF);
+                    if (j < 4) lo |= byte << (8 * j);
+                    else hi |= byte << (8 * (j - 4));
                 }
+                sumi = __dp4a((int)lo, aq[2 * i], sumi);
+                sumi = __dp4a((int)hi, aq[2 * i + 1], sumi);
             }
-            bsum += sumi * ls;
+            val = sumi * (2 * (int)(B >> 28) + 1);
+            d = __fmul_rn(f16_at(x), a->d);
         }
-        acc = __fadd_rn(acc, __fmul_rn(d, (float)bsum));
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) val += __shfl_xor_sync(0xffffffffu, val, o);
+        float term = __fmul_rn(d, (float)val);
+#pragma unroll
+        for (int q = 0; q < 4; q++) add_in_lane_order(acc, term, b0 + q < nb ? b0 + q : -1, 8 * q, r.lane);
     }
     acc = warp_sum(acc);
     if (r.lane == 0) y[(long long)blockIdx.x * rows + r.row] = __fmul_rn(0.125f, acc);
