@@ -218,6 +218,8 @@ fn a_second_server_on_the_same_lock_is_refused_with_status_2() {
     assert!(err.contains(&want), "{err}");
 }
 
+/// Without CUDA in the build, or without a GPU to run it, `--backend cuda`
+/// fails with a message naming the flag and the CPU alternative.
 #[test]
 fn backend_cuda_without_a_gpu_backend_is_a_clear_error() {
     let o = ds4rs()

@@ -89,7 +89,12 @@ pub fn with_backend<W: WithBackend>(
                     bar.set_length(t);
                     bar.set_position(d);
                 })
-                .with_context(|| format!("loading {} on the GPU", model.display()))?;
+                .with_context(|| {
+                    format!(
+                        "--backend cuda: loading {} on the GPU (--backend cpu runs it on the CPU)",
+                        model.display()
+                    )
+                })?;
             bar.finish_and_clear();
             job.run(Arc::new(backend), tokenizer, eos)
         }
