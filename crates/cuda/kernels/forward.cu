@@ -160,6 +160,44 @@ __device__ __forceinline__ void add_in_lane_order(float &acc, float term, int b,
     if (b >= 0 && lane == b % WARP) acc = __fadd_rn(acc, v);
 }
 
+// Q2_K sub-block `sb` (values 16sb..16sb+15) of the 64 code bytes `qs`, as
+// four words of int8 codes for dp4a.
+__device__ __forceinline__ void q2k_sub(const uint8_t *qs, int sb, int *wv) {
+    int h = sb / 8, j = (sb % 8) / 2, hf = sb % 2;
+    const uint8_t *q = qs + 32 * h + 16 * hf;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        uint32_t v = 0;
+#pragma unroll
+        for (int m = 0; m < 4; m++) v |= (uint32_t)((q[4 * k + m] >> (2 * j)) & 3) << (8 * m);
+        wv[k] = (int)v;
+    }
+}
+
+// IQ2_XXS group `g` (values 32g..32g+31) of block `x` as eight words of
+// signed int8 values for dp4a; returns the group's scale 2*(B>>28)+1.
+__device__ __forceinline__ int iq2_group(const uint8_t *x, int g, const uint64_t *grid, const uint8_t *ksigns,
+                                         int *wv) {
+    uint32_t A = u32_at(x + 2 + 8 * g);
+    uint32_t B = u32_at(x + 6 + 8 * g);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        uint64_t gr = grid[(A >> (8 * i)) & 0xFF];
+        uint8_t signs = ksigns[(B >> (7 * i)) & 127];
+        uint32_t lo = 0, hi = 0;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            int gv = (int)((gr >> (8 * j)) & 0xFF);
+            uint32_t byte = (uint32_t)(((signs >> j) & 1 ? -gv : gv) & 0xFF);
+            if (j < 4) lo |= byte << (8 * j);
+            else hi |= byte << (8 * (j - 4));
+        }
+        wv[2 * i] = (int)lo;
+        wv[2 * i + 1] = (int)hi;
+    }
+    return 2 * (int)(B >> 28) + 1;
+}
+
 // Q2_K x Q8_K (§5.4). Each lane takes one 16-value sub-block (16 lanes per
 // 256-block, two blocks per pass), so every lane works even on 2048-wide
 // rows; the integer sums are exact and each block's float term
@@ -180,18 +218,12 @@ extern "C" __global__ void mm_q2_k(const uint8_t *w, long long w_stride, const i
         if (b < nb) {
             const uint8_t *x = r.w + (size_t)b * 84;
             const block_q8_K *a = ya + b;
-            const uint8_t *qs = x + 16;
-            int h = sb / 8, j = (sb % 8) / 2, hf = sb % 2;
-            const uint8_t *q = qs + 32 * h + 16 * hf;
             const int *aq = (const int *)(a->qs + 16 * sb);
+            int wv[4];
+            q2k_sub(x + 16, sb, wv);
             int sub = 0;
 #pragma unroll
-            for (int k = 0; k < 4; k++) {
-                uint32_t v = 0;
-#pragma unroll
-                for (int m = 0; m < 4; m++) v |= (uint32_t)((q[4 * k + m] >> (2 * j)) & 3) << (8 * m);
-                sub = __dp4a((int)v, aq[k], sub);
-            }
+            for (int k = 0; k < 4; k++) sub = __dp4a(wv[k], aq[k], sub);
             isum = (int)(x[sb] & 15) * sub;
             summs = (int)a->bsums[sb] * (int)(x[sb] >> 4);
             dall = __fmul_rn(a->d, f16_at(x + 80));
@@ -268,26 +300,13 @@ extern "C" __global__ void mm_iq2_xxs(const uint8_t *w, long long w_stride, cons
         if (b < nb) {
             const uint8_t *x = r.w + (size_t)b * 66;
             const block_q8_K *a = ya + b;
-            uint32_t A = u32_at(x + 2 + 8 * g);
-            uint32_t B = u32_at(x + 6 + 8 * g);
             const int *aq = (const int *)(a->qs + 32 * g);
+            int wv[8];
+            int ls = iq2_group(x, g, grid, ksigns, wv);
             int sumi = 0;
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                uint64_t gr = grid[(A >> (8 * i)) & 0xFF];
-                uint8_t signs = ksigns[(B >> (7 * i)) & 127];
-                uint32_t lo = 0, hi = 0;
-#pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    int gv = (int)((gr >> (8 * j)) & 0xFF);
-                    uint32_t byte = (uint32_t)(((signs >> j) & 1 ? -gv : gv) & 0xFF);
-                    if (j < 4) lo |= byte << (8 * j);
-                    else hi |= byte << (8 * (j - 4));
-                }
-                sumi = __dp4a((int)lo, aq[2 * i], sumi);
-                sumi = __dp4a((int)hi, aq[2 * i + 1], sumi);
-            }
-            val = sumi * (2 * (int)(B >> 28) + 1);
+            for (int i = 0; i < 8; i++) sumi = __dp4a(wv[i], aq[i], sumi);
+            val = sumi * ls;
             d = __fmul_rn(f16_at(x), a->d);
         }
 #pragma unroll
@@ -819,27 +838,7 @@ extern "C" __global__ void mm_iq2_xxs_grouped(const uint8_t *w, long long w_stri
             int wv[64];
             int ls[8];
 #pragma unroll
-            for (int g = 0; g < 8; g++) {
-                uint32_t A = u32_at(x + 2 + 8 * g);
-                uint32_t B = u32_at(x + 6 + 8 * g);
-                ls[g] = 2 * (int)(B >> 28) + 1;
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    uint64_t gr = grid[(A >> (8 * i)) & 0xFF];
-                    uint8_t signs = ksigns[(B >> (7 * i)) & 127];
-                    uint32_t lo = 0, hi = 0;
-#pragma unroll
-                    for (int j = 0; j < 8; j++) {
-                        int gv = (int)((gr >> (8 * j)) & 0xFF);
-                        int v = (signs >> j) & 1 ? -gv : gv;
-                        uint32_t byte = (uint32_t)(v & 0xFF);
-                        if (j < 4) lo |= byte << (8 * j);
-                        else hi |= byte << (8 * (j - 4));
-                    }
-                    wv[8 * g + 2 * i] = (int)lo;
-                    wv[8 * g + 2 * i + 1] = (int)hi;
-                }
-            }
+            for (int g = 0; g < 8; g++) ls[g] = iq2_group(x, g, grid, ksigns, wv + 8 * g);
             float wd = f16_at(x);
 #pragma unroll
             for (int i = 0; i < TILE; i++) {
@@ -890,16 +889,7 @@ extern "C" __global__ void mm_q2_k_grouped(const uint8_t *w, long long w_stride,
             const uint8_t *qs = x + 16;
             int wv[64];
 #pragma unroll
-            for (int p4 = 0; p4 < 64; p4++) {
-                uint32_t v = 0;
-#pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    int p = 4 * p4 + k;
-                    int h = p / 128, j = (p % 128) / 32, half = (p % 32) / 16, l = p % 16;
-                    v |= (uint32_t)((qs[32 * h + 16 * half + l] >> (2 * j)) & 3) << (8 * k);
-                }
-                wv[p4] = (int)v;
-            }
+            for (int sb = 0; sb < 16; sb++) q2k_sub(qs, sb, wv + 4 * sb);
             float dall_w = f16_at(x + 80), dmin_w = f16_at(x + 82);
 #pragma unroll
             for (int i = 0; i < TILE; i++) {

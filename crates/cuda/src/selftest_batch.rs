@@ -183,7 +183,10 @@ fn attention(gpu: &Gpu, rng: &mut Rng, heads: usize, hd: usize, with_sel: bool) 
     let mut n_sel = vec![0i32; t];
     for i in 0..t {
         let n = (pos0 + i + 1) / ratio;
-        let mut pick: Vec<usize> = (0..n).filter(|_| rng.next().is_multiple_of(3)).take(sel_k).collect();
+        let mut pick: Vec<usize> = (0..n)
+            .filter(|_| rng.next().is_multiple_of(3))
+            .take(sel_k)
+            .collect();
         pick.sort_unstable();
         n_sel[i] = pick.len() as i32;
         for (j, &c) in pick.iter().enumerate() {
