@@ -307,15 +307,28 @@ fn weight_bytes(file: &GgufFile, numerics: Numerics) -> u64 {
         .sum()
 }
 
+/// What [`GpuModel::load`] reports while it works.
+pub enum LoadEvent<'p> {
+    /// The memory plan, before anything is allocated, with the card's free
+    /// and total bytes.
+    Plan {
+        plan: &'p MemoryPlan,
+        free: u64,
+        total: u64,
+    },
+    /// Weight bytes uploaded so far, of `total`.
+    Upload { done: u64, total: u64 },
+}
+
 impl GpuModel {
     /// Checks the memory plan for `ctx` against the card, then uploads every
-    /// weight; `progress(done, total)` gets bytes after each tensor.
+    /// weight, reporting both to `report`.
     pub fn load(
         gpu: Gpu,
         file: &GgufFile,
         opts: Options,
         ctx: usize,
-        progress: &mut dyn FnMut(u64, u64),
+        report: &mut dyn FnMut(LoadEvent<'_>),
     ) -> Result<Self> {
         let m = model::Model::load(file, opts)?;
         let c = m.cfg.clone();
@@ -326,12 +339,18 @@ impl GpuModel {
         let (f, i) = Workspace::sizes(&c, t, Self::stride(&c, ctx));
         plan.workspace += (f.iter().sum::<usize>() * 4 + i.iter().sum::<usize>() * 4) as u64
             + (t * max_act(&c) * 3) as u64;
-        plan.check(gpu.mem_info()?.0)?;
+        let (free, card) = gpu.mem_info()?;
+        report(LoadEvent::Plan {
+            plan: &plan,
+            free,
+            total: card,
+        });
+        plan.check(free)?;
         let total = plan.weights;
         let mut done = 0u64;
         let mut sink = |b: u64| {
             done += b;
-            progress(done, total);
+            report(LoadEvent::Upload { done, total });
         };
         let w = &m.weights;
         let num = opts.numerics;

@@ -16,7 +16,7 @@ mod selftest_batch;
 pub mod weights;
 
 pub use error::{CudaError, Result};
-pub use forward::{GpuModel, GpuState, GPU_CHUNK};
+pub use forward::{GpuModel, GpuState, LoadEvent, GPU_CHUNK};
 pub use ops::Gpu;
 pub use weights::{DeviceWeights, MemoryPlan};
 

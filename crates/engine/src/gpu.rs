@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cuda::{Gpu, GpuModel, GpuState, GPU_CHUNK};
+use cuda::{Gpu, GpuModel, GpuState, LoadEvent, GPU_CHUNK};
 use gguf::GgufFile;
 use model::state::State;
 use model::{Logits, ModelConfig, Options};
@@ -36,16 +36,16 @@ pub struct GpuSeq {
 
 impl GpuBackend {
     /// Opens GPU 0, checks the memory plan for `ctx` and uploads the
-    /// weights; `progress(done, total)` reports uploaded bytes.
+    /// weights, reporting both to `report`.
     pub fn load(
         path: &Path,
         opts: Options,
         ctx: usize,
-        progress: &mut dyn FnMut(u64, u64),
+        report: &mut dyn FnMut(LoadEvent<'_>),
     ) -> Result<Self> {
         let file = GgufFile::open(path)?;
         let gpu = Gpu::new(0)?;
-        let model = GpuModel::load(gpu, &file, opts, ctx, progress)?;
+        let model = GpuModel::load(gpu, &file, opts, ctx, report)?;
         Ok(GpuBackend {
             identity: identity_of(&file),
             model,

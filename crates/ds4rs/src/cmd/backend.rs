@@ -84,17 +84,33 @@ pub fn with_backend<W: WithBackend>(
                 )
                 .expect("valid template"),
             );
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            let mut report = |e: cuda::LoadEvent<'_>| {
+                match e {
+                cuda::LoadEvent::Plan { plan, free, total } => eprintln!(
+                    "ds4rs: GPU memory plan (ctx {ctx}): weights {:.2} GiB + attention state {:.2} GiB \
+                     + workspace {:.2} GiB = {:.2} GiB; {:.2} of {:.2} GiB free",
+                    gib(plan.weights),
+                    gib(plan.kv),
+                    gib(plan.workspace),
+                    gib(plan.total()),
+                    gib(free),
+                    gib(total)
+                ),
+                cuda::LoadEvent::Upload { done, total } => {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                }
+            }
+            };
             let backend =
-                engine::GpuBackend::load(model, model::Options::default(), ctx, &mut |d, t| {
-                    bar.set_length(t);
-                    bar.set_position(d);
-                })
-                .with_context(|| {
-                    format!(
+                engine::GpuBackend::load(model, model::Options::default(), ctx, &mut report)
+                    .with_context(|| {
+                        format!(
                         "--backend cuda: loading {} on the GPU (--backend cpu runs it on the CPU)",
                         model.display()
                     )
-                })?;
+                    })?;
             bar.finish_and_clear();
             job.run(Arc::new(backend), tokenizer, eos)
         }

@@ -239,7 +239,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let card = gpu.name().to_owned();
     let n = args.tokens + args.decode;
     let t0 = Instant::now();
-    let gm = cuda::GpuModel::load(gpu, &file, opts, n, &mut |_, _| {})?;
+    let gm = cuda::GpuModel::load(gpu, &file, opts, n, &mut |_| {})?;
     let load_s = t0.elapsed().as_secs_f64();
     let cfg = gm.cfg.clone();
     let mut rng = args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
