@@ -766,33 +766,51 @@ __device__ __forceinline__ int pack4(const uint8_t *p) {
 // blockIdx.x*TILE_Q8 .. +TILE_Q8 of `count`, activation of slot s at s*cols.
 extern "C" __global__ void mm_q8_0_tiles(const uint8_t *w, int rows, int cols, const int8_t *qs,
                                          const float *scales, int count, float *y) {
-    int row = blockIdx.y * (blockDim.x / WARP) + threadIdx.x / WARP;
+    // Each warp stages 32 consecutive blocks (1088 bytes) of its row with
+    // coalesced 4-byte loads, then lane l reads block l from shared memory:
+    // the same blocks per lane as a strided loop, so the same sums.
+    __shared__ uint32_t stage[8][32 * 34 / 4];
+    int warp = threadIdx.x / WARP;
+    int row = blockIdx.y * (blockDim.x / WARP) + warp;
     int lane = threadIdx.x % WARP;
     if (row >= rows) return;
     int nb = cols / 32;
     int s0 = blockIdx.x * TILE_Q8;
     int ns = min(TILE_Q8, count - s0);
     const uint8_t *wr = w + (size_t)row * nb * 34;
+    // Rows of an even block count start 4-byte aligned (34 * 2 = 68).
+    bool staged = nb % 2 == 0;
     float acc[TILE_Q8];
 #pragma unroll
     for (int i = 0; i < TILE_Q8; i++) acc[i] = 0.0f;
-    for (int b = lane; b < nb; b += WARP) {
+    for (int b0 = 0; b0 < nb; b0 += WARP) {
+        int b = b0 + lane;
+        int nblk = min(WARP, nb - b0);
         const uint8_t *blk = wr + (size_t)b * 34;
-        int wv[8];
+        if (staged) {
+            const uint32_t *span = (const uint32_t *)(wr + (size_t)b0 * 34);
+            for (int i = lane; i < nblk * 34 / 4; i += WARP) stage[warp][i] = span[i];
+            __syncwarp();
+            blk = (const uint8_t *)stage[warp] + lane * 34;
+        }
+        if (lane < nblk) {
+            int wv[8];
 #pragma unroll
-        for (int j = 0; j < 8; j++) wv[j] = pack4(blk + 2 + 4 * j);
-        float wd = f16_at(blk);
+            for (int j = 0; j < 8; j++) wv[j] = pack4(blk + 2 + 4 * j);
+            float wd = f16_at(blk);
 #pragma unroll
-        for (int i = 0; i < TILE_Q8; i++) {
-            if (i < ns) {
-                long long a0 = (long long)(s0 + i) * cols + (long long)b * 32;
-                const int *a = (const int *)(qs + a0);
-                int isum = 0;
+            for (int i = 0; i < TILE_Q8; i++) {
+                if (i < ns) {
+                    long long a0 = (long long)(s0 + i) * cols + (long long)b * 32;
+                    const int *a = (const int *)(qs + a0);
+                    int isum = 0;
 #pragma unroll
-                for (int j = 0; j < 8; j++) isum = __dp4a(wv[j], a[j], isum);
-                acc[i] = __fadd_rn(acc[i], __fmul_rn(__fmul_rn(wd, scales[a0 / 32]), (float)isum));
+                    for (int j = 0; j < 8; j++) isum = __dp4a(wv[j], a[j], isum);
+                    acc[i] = __fadd_rn(acc[i], __fmul_rn(__fmul_rn(wd, scales[a0 / 32]), (float)isum));
+                }
             }
         }
+        __syncwarp();
     }
 #pragma unroll
     for (int i = 0; i < TILE_Q8; i++) {
