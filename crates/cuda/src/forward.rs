@@ -69,8 +69,12 @@ struct Workspace {
     stride: usize,
     bufs: Vec<CudaSlice<f32>>,
     ints: Vec<CudaSlice<i32>>,
-    q8_qs: CudaSlice<i8>,
-    q8k: CudaSlice<u8>,
+    /// Owners of the quantized-activation scratch `views` points into.
+    _q8_qs: CudaSlice<i8>,
+    _q8k: CudaSlice<u8>,
+    /// The buffers' addresses by name, taken once: a device buffer never
+    /// moves, and a decode step should not rebuild them.
+    views: Ws,
 }
 
 /// Named views of a workspace's buffers (index order of `Workspace::new`).
@@ -199,19 +203,29 @@ impl Workspace {
             .map(|&n| gpu.stream.alloc_zeros::<i32>(n.max(1)))
             .collect::<Result<Vec<_>, _>>()?;
         let qmax = (t * max_act(c)).div_ceil(256) * 256;
+        let q8_qs = gpu.stream.alloc_zeros::<i8>(qmax.max(32))?;
+        let q8k = gpu.stream.alloc_zeros::<u8>((qmax / 256).max(1) * 292)?;
+        let views = Self::name(gpu, &bufs, &ints, &q8_qs, &q8k);
         Ok(Workspace {
             t,
             stride,
             bufs,
             ints,
-            q8_qs: gpu.stream.alloc_zeros::<i8>(qmax.max(32))?,
-            q8k: gpu.stream.alloc_zeros::<u8>((qmax / 256).max(1) * 292)?,
+            _q8_qs: q8_qs,
+            _q8k: q8k,
+            views,
         })
     }
 
-    fn views(&self, gpu: &Gpu) -> Ws {
-        let f: Vec<DPtr<f32>> = self.bufs.iter().map(|b| gpu.ptr(b)).collect();
-        let i: Vec<DPtr<i32>> = self.ints.iter().map(|b| gpu.ptr(b)).collect();
+    fn name(
+        gpu: &Gpu,
+        bufs: &[CudaSlice<f32>],
+        ints: &[CudaSlice<i32>],
+        q8_qs: &CudaSlice<i8>,
+        q8k: &CudaSlice<u8>,
+    ) -> Ws {
+        let f: Vec<DPtr<f32>> = bufs.iter().map(|b| gpu.ptr(b)).collect();
+        let i: Vec<DPtr<i32>> = ints.iter().map(|b| gpu.ptr(b)).collect();
         Ws {
             h: [f[0], f[1]],
             hn: f[2],
@@ -253,8 +267,8 @@ impl Workspace {
             best: i[4],
             offsets: i[5],
             order: i[6],
-            q8_qs: gpu.ptr(&self.q8_qs),
-            q8k: gpu.ptr(&self.q8k),
+            q8_qs: gpu.ptr(q8_qs),
+            q8k: gpu.ptr(q8k),
         }
     }
 }
@@ -624,7 +638,7 @@ impl GpuModel {
             *guard = Some(Workspace::new(&self.gpu, c, GPU_CHUNK, stride)?);
         }
         let wsb = guard.as_mut().expect("allocated above");
-        let ws = wsb.views(&self.gpu);
+        let ws = wsb.views;
         let mut logits = Vec::new();
         let n_chunks = tokens.len().div_ceil(wsb.t);
         let mut last = None;

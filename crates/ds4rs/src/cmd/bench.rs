@@ -93,6 +93,20 @@ pub fn argmax_no_eos(logits: &[f32], eos: u32) -> u32 {
     best
 }
 
+/// `n` token ids uniform over `n_vocab` from `seed` (xorshift64): the
+/// prompts of synthetic models, the same for a seed in every command.
+pub fn random_tokens(seed: u64, n: usize, n_vocab: usize) -> Vec<u32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % n_vocab as u64) as u32
+        })
+        .collect()
+}
+
 fn tokens(args: &Args, file: &GgufFile, need: usize) -> anyhow::Result<Vec<u32>> {
     let given = [
         args.prompt_file.is_some(),
@@ -104,16 +118,8 @@ fn tokens(args: &Args, file: &GgufFile, need: usize) -> anyhow::Result<Vec<u32>>
         "exactly one of --prompt-file, --chat-prompt-file or --random-tokens is required"
     );
     if let Some(seed) = args.random_tokens {
-        let n_vocab = model::ModelConfig::from_gguf(file.header())?.n_vocab as u64;
-        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        return Ok((0..need)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s % n_vocab) as u32
-            })
-            .collect());
+        let n_vocab = model::ModelConfig::from_gguf(file.header())?.n_vocab;
+        return Ok(random_tokens(seed, need, n_vocab));
     }
     let tok = vocab::tokenizer(file.header()).context("the model's tokenizer")?;
     if let Some(p) = &args.prompt_file {

@@ -91,34 +91,34 @@ fn max_rel(a: &[f32], b: &[f32]) -> f64 {
     d / scale.max(1e-30)
 }
 
-/// Keeps every recorded vector of the first `limit` positions.
-#[derive(Default)]
+/// Keeps the recorded vectors of the first `limit` positions, of the
+/// stages in `only` when given.
 struct Keep {
     limit: usize,
+    only: Option<&'static [&'static str]>,
     rows: std::collections::BTreeMap<(usize, usize, &'static str), Vec<f32>>,
+}
+
+impl Keep {
+    fn new(limit: usize, only: Option<&'static [&'static str]>) -> Self {
+        Keep {
+            limit,
+            only,
+            rows: Default::default(),
+        }
+    }
 }
 
 impl model::Trace for Keep {
     fn record(&mut self, stage: &'static str, layer: usize, pos: usize, data: &[f32]) {
-        if pos < self.limit {
+        if pos < self.limit && self.only.is_none_or(|o| o.contains(&stage)) {
             self.rows.insert((pos, layer, stage), data.to_vec());
         }
     }
 }
 
-/// Keeps the indexer's scores and selections of every position.
-#[derive(Default)]
-struct Selections {
-    rows: std::collections::BTreeMap<(usize, usize, &'static str), Vec<f32>>,
-}
-
-impl model::Trace for Selections {
-    fn record(&mut self, stage: &'static str, layer: usize, pos: usize, data: &[f32]) {
-        if stage == "index_selected" || stage == "index_scores" {
-            self.rows.insert((pos, layer, stage), data.to_vec());
-        }
-    }
-}
+/// The indexer's stages, for the selection comparison.
+const SELECTION: &[&str] = &["index_selected", "index_scores"];
 
 /// Positions whose GPU selection differs from the CPU's, split into those
 /// a near-tie explains (the CPU's k-th and (k+1)-th scores within `tie`
@@ -132,10 +132,10 @@ fn selection_report(
 ) -> anyhow::Result<(usize, usize, usize)> {
     let cpu_model = Model::load(file, opts)?;
     let mut cs = cpu_model.new_state(prompt.len());
-    let mut cpu = Selections::default();
+    let mut cpu = Keep::new(usize::MAX, Some(SELECTION));
     cpu_model.forward(&mut cs, prompt, Logits::Last, &mut cpu)?;
     let mut gs = gm.new_state(prompt.len())?;
-    let mut gpu = Selections::default();
+    let mut gpu = Keep::new(usize::MAX, Some(SELECTION));
     gm.forward_traced(&mut gs, prompt, Logits::Last, &mut gpu)?;
     let (mut total, mut tied, mut other) = (0, 0, 0);
     for (key, csel) in cpu.rows.iter().filter(|(k, _)| k.2 == "index_selected") {
@@ -172,16 +172,10 @@ fn stage_report(
 ) -> anyhow::Result<()> {
     let cpu_model = Model::load(file, opts)?;
     let mut cs = cpu_model.new_state(prompt.len());
-    let mut cpu = Keep {
-        limit: n,
-        ..Default::default()
-    };
+    let mut cpu = Keep::new(n, None);
     cpu_model.forward(&mut cs, prompt, Logits::Last, &mut cpu)?;
     let mut gs = gm.new_state(prompt.len())?;
-    let mut gpu = Keep {
-        limit: n,
-        ..Default::default()
-    };
+    let mut gpu = Keep::new(n, None);
     gm.forward_traced(&mut gs, prompt, Logits::Last, &mut gpu)?;
     const ORDER: [&str; 15] = [
         "hc_attn_pre",
@@ -242,15 +236,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let gm = cuda::GpuModel::load(gpu, &file, opts, n, &mut |_| {})?;
     let load_s = t0.elapsed().as_secs_f64();
     let cfg = gm.cfg.clone();
-    let mut rng = args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let ids: Vec<u32> = (0..n)
-        .map(|_| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng % cfg.n_vocab as u64) as u32
-        })
-        .collect();
+    let ids = super::bench::random_tokens(args.seed, n, cfg.n_vocab);
     let (prompt, steps) = ids.split_at(args.tokens);
     println!(
         "{card}: {} layers, {} prompt tokens + {} decode steps, {} numerics (weights uploaded in {load_s:.1} s)",
