@@ -371,3 +371,4 @@ extern "C" __global__ void indexer_round_trip(float *v, int dim) {
 }
 
 #include "forward.cu"
+#include "sample.cu"
