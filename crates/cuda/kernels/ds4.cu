@@ -22,6 +22,8 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+#include "math.cu"
+
 // IEEE half to float by the hardware conversion; no cuda_fp16.h, whose
 // CCCL dependency the PyPI nvcc package lacks.
 __device__ __forceinline__ float half_to_float(uint16_t h) {
@@ -147,10 +149,11 @@ __device__ float block_sum(float v) {
 extern "C" __global__ void __launch_bounds__(1024) rms_norm(const float *x, const float *w, int n, float eps, float *out) {
     const float *v = x + (size_t)blockIdx.x * n;
     float *o = out + (size_t)blockIdx.x * n;
-    float ss = 0.0f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = __fadd_rn(ss, __fmul_rn(v[i], v[i]));
-    ss = block_sum(ss);
-    float s = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)n), eps)));
+    double ss = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss = __dadd_rn(ss, __dmul_rn((double)v[i], (double)v[i]));
+    ss = block_sum_f64(ss);
+    float mean = __double2float_rn(__ddiv_rn(ss, (double)n));
+    float s = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float y = __fmul_rn(v[i], s);
         o[i] = w ? __fmul_rn(y, w[i]) : y;
@@ -221,9 +224,9 @@ __device__ void hc_split_one(const float *x, const float *scale, const float *ba
 #pragma unroll
     for (int i = 0; i < N; i++) {
         float z0 = __fadd_rn(__fmul_rn(x[i], scale[0]), base[i]);
-        pre[i] = __fadd_rn(__fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-z0))), eps);
+        pre[i] = __fadd_rn(__fdiv_rn(1.0f, __fadd_rn(1.0f, det_exp(-z0))), eps);
         float z1 = __fadd_rn(__fmul_rn(x[N + i], scale[1]), base[N + i]);
-        post[i] = __fmul_rn(2.0f, __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-z1))));
+        post[i] = __fmul_rn(2.0f, __fdiv_rn(1.0f, __fadd_rn(1.0f, det_exp(-z1))));
     }
     float p[N * N];
     const int off = 2 * N;
@@ -239,7 +242,7 @@ __device__ void hc_split_one(const float *x, const float *scale, const float *ba
         float sum = 0.0f;
 #pragma unroll
         for (int c = 0; c < N; c++) {
-            a[c] = expf(__fsub_rn(a[c], mx));
+            a[c] = det_exp(__fsub_rn(a[c], mx));
             sum = __fadd_rn(sum, a[c]);
         }
         float inv = __fdiv_rn(1.0f, sum);
@@ -310,7 +313,7 @@ __device__ float pool_channel(const float *kv, const float *score, int ratio, in
     float num = 0.0f, den = 0.0f;
     for (int t = 0; t < n; t++) {
         int col = (ratio == 4 && t >= 4) ? d + j : j;
-        float e = expf(__fsub_rn(score[(size_t)t * width + col], m));
+        float e = det_exp(__fsub_rn(score[(size_t)t * width + col], m));
         num = __fadd_rn(num, __fmul_rn(e, kv[(size_t)t * width + col]));
         den = __fadd_rn(den, e);
     }

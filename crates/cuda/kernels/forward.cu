@@ -339,7 +339,7 @@ extern "C" __global__ void embed(const uint8_t *table, int is_f16, const int *to
 __device__ __forceinline__ void rope_pair(float *tail, int k, float freq, int pos, int inverse) {
     float theta = __fmul_rn((float)pos, freq);
     float s, c;
-    sincosf(theta, &s, &c);
+    det_sincos(theta, &s, &c);
     if (inverse) s = -s;
     float a = tail[2 * k], b = tail[2 * k + 1];
     tail[2 * k] = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
@@ -384,8 +384,8 @@ extern "C" __global__ void hc_weighted_sum(const float *h, const float *w, int T
 }
 
 __device__ __forceinline__ float sigmoid_stable(float z) {
-    if (z >= 0.0f) return __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-z)));
-    float e = expf(z);
+    if (z >= 0.0f) return __fdiv_rn(1.0f, __fadd_rn(1.0f, det_exp(-z)));
+    float e = det_exp(z);
     return __fdiv_rn(e, __fadd_rn(1.0f, e));
 }
 
@@ -417,8 +417,7 @@ extern "C" __global__ void router(const float *logits, int n_expert, const float
         int e = lane * per + i;
         if (e < n_expert) {
             float z = logits[e];
-            float sp = z > 20.0f ? z : (z < -20.0f ? expf(z) : log1pf(expf(z)));
-            s[i] = __fsqrt_rn(sp);
+            s[i] = __fsqrt_rn(det_softplus(z));
             sel[i] = bias ? __fadd_rn(s[i], bias[e]) : s[i];
         } else {
             s[i] = 0.0f;
@@ -521,8 +520,9 @@ extern "C" __global__ void compressor_scan(const float *kvp, const float *scp, i
         __syncthreads();
         if ((pos + 1) % ratio != 0) continue;
         float v = j < d ? pool_channel(fkv, fsc, ratio, d, width, j) : 0.0f;
-        float ss = block_sum(__fmul_rn(v, v));
-        float s = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)d), eps)));
+        double ss = block_sum_f64(__dmul_rn((double)v, (double)v));
+        float mean = __double2float_rn(__ddiv_rn(ss, (double)d));
+        float s = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
         if (j < d) buf[j] = __fmul_rn(__fmul_rn(v, s), norm_w[j]);
         __syncthreads();
         if (j < pairs) rope_pair(buf + d - 2 * pairs, j, inv_freq[j], pos + 1 - ratio, 0);
@@ -695,9 +695,9 @@ extern "C" __global__ void attention(const float *q, const float *cur, const flo
     float m = sink;
     for (int k = 0; k < n_keys; k++) m = fmaxf(m, sc[k]);
     __syncthreads();
-    for (int k = threadIdx.x; k < n_keys; k += blockDim.x) sc[k] = expf(__fsub_rn(sc[k], m));
+    for (int k = threadIdx.x; k < n_keys; k += blockDim.x) sc[k] = det_exp(__fsub_rn(sc[k], m));
     __syncthreads();
-    float den = expf(__fsub_rn(sink, m));
+    float den = det_exp(__fsub_rn(sink, m));
     for (int k = 0; k < n_keys; k++) den = __fadd_rn(den, sc[k]);
     float inv = __fdiv_rn(1.0f, den);
     for (int j = threadIdx.x; j < hd; j += blockDim.x) {

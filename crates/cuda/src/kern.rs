@@ -10,15 +10,13 @@ use std::marker::PhantomData;
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
 
+use gguf::order;
+
 use crate::error::Result;
 use crate::ops::{Gpu, Kernel};
 
 /// Warps per block of the row-per-warp kernels.
 pub(crate) const WARPS: u32 = 8;
-
-/// Matrices of at most this many rows and at least 32× as many columns
-/// take the block-per-row F16/F32 kernels (`mm_*_wide`).
-const WIDE_ROWS: usize = 64;
 
 /// Slots per block of the Q8_0 weight-reusing kernel (TILE_Q8 in forward.cu).
 const TILE_Q8: u32 = 16;
@@ -230,7 +228,7 @@ impl Gpu {
         slots: Slots,
         y: DPtr<f32>,
     ) -> Result<()> {
-        let wide = rows <= WIDE_ROWS && cols >= 32 * WIDE_ROWS;
+        let wide = order::is_wide(rows, cols);
         let k = match kind {
             MatKernel::F32 if wide => Kernel::MmF32Wide,
             MatKernel::F16 if wide => Kernel::MmF16Wide,
@@ -278,7 +276,10 @@ impl Gpu {
         }
         b.arg(&ya);
         let (grid, block) = if wide && matches!(kind, MatKernel::F32 | MatKernel::F16) {
-            ((slots.count as u32, rows as u32, 1), 256)
+            (
+                (slots.count as u32, rows as u32, 1),
+                order::WIDE_THREADS as u32,
+            )
         } else {
             (
                 (slots.count as u32, (rows as u32).div_ceil(WARPS), 1),
@@ -308,7 +309,7 @@ impl Gpu {
         b.arg(&xa).arg(&wa).arg(&ni).arg(&eps).arg(&oa);
         // SAFETY: rms_norm(const float*, const float* or null, int, float,
         // float*); one block per n-vector of x, out as long as x.
-        unsafe { b.launch(cfg((count, 1, 1), 1024, 0)) }?;
+        unsafe { b.launch(cfg((count, 1, 1), order::NORM_THREADS as u32, 0)) }?;
         Ok(())
     }
 
@@ -374,6 +375,16 @@ impl Gpu {
         b.arg(&va).arg(&n);
         // SAFETY: f16_round(float*, int); bounds checked in the kernel.
         unsafe { b.launch(grid1(v.len())) }?;
+        Ok(())
+    }
+
+    pub(crate) fn k_math_probe(&self, x: DPtr<f32>, out: DPtr<f32>) -> Result<()> {
+        let (xa, n, oa) = (x.addr, i(x.len()), out.addr);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::MathProbe));
+        b.arg(&xa).arg(&n).arg(&oa);
+        // SAFETY: math_probe(const float*, int, float*); out holds 4 values
+        // per input (the caller allocates it so); bounds checked in the kernel.
+        unsafe { b.launch(grid1(x.len())) }?;
         Ok(())
     }
 

@@ -64,10 +64,11 @@ pub(crate) enum Kernel {
     MmQ2KGrouped,
     MmF16Wide,
     MmF32Wide,
+    MathProbe,
 }
 
 /// The `extern "C"` names `Gpu::new` loads, indexed by [`Kernel`].
-pub const KERNELS: [&str; 35] = [
+pub const KERNELS: [&str; 36] = [
     "quantize_q8_0_act",
     "quantize_q8_k",
     "mm_q8_0",
@@ -103,6 +104,7 @@ pub const KERNELS: [&str; 35] = [
     "mm_q2_k_grouped",
     "mm_f16_wide",
     "mm_f32_wide",
+    "math_probe",
 ];
 
 /// Bytes of one Q8_K activation block (`gguf::quant::BlockQ8K`).
@@ -411,6 +413,14 @@ impl Gpu {
     /// Rounds every value of `v` to f16 and back (attention.md §12).
     pub fn f16_round(&self, v: &mut CudaSlice<f32>) -> Result<()> {
         self.k_f16_round(self.ptr(v))
+    }
+
+    /// The device's exp, softplus, sin and cos (kernels/math.cu) of each
+    /// value of `x`, four outputs per input in that order.
+    pub fn math_probe(&self, x: &CudaSlice<f32>) -> Result<Vec<f32>> {
+        let out = self.stream.alloc_zeros::<f32>(4 * x.len())?;
+        self.k_math_probe(self.ptr(x), self.ptr(&out))?;
+        self.download(self.ptr(&out))
     }
 
     /// The HC split (model.md §5.2 steps 3–8) of `mix` (`count` vectors of

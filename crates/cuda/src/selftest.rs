@@ -3,6 +3,7 @@
 //! `ds4rs selftest` (the GPU machine has no Rust toolchain, so these are not
 //! `cargo test`s).
 
+use gguf::order;
 use gguf::quant::{self, ActQ8_0};
 use gguf::GgmlType;
 
@@ -53,6 +54,13 @@ fn random_f16(rng: &mut Rng, n: usize) -> Vec<u8> {
     (0..n)
         .flat_map(|_| quant::f32_to_f16(rng.normalish() * 0.05).to_le_bytes())
         .collect()
+}
+
+/// Whether two vectors hold the same bits: the kernels sum in the CPU's
+/// order (`gguf::order`) and use its transcendental functions, so the
+/// results are identical, not merely close.
+pub(crate) fn identical(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// `max_i |a_i - b_i| / bound_i`.
@@ -112,9 +120,9 @@ fn check_q8_0(gpu: &Gpu, rng: &mut Rng, rows: usize, cols: usize) -> Result<Vec<
             pass: same_codes,
         },
         Check {
-            name: format!("matvec_q8_0 {rows}x{cols}"),
+            name: format!("matvec_q8_0 {rows}x{cols} (bit-identical)"),
             worst,
-            pass: worst <= 1.0,
+            pass: identical(&got, &cpu),
         },
     ])
 }
@@ -124,13 +132,14 @@ fn check_f16(gpu: &Gpu, rng: &mut Rng, rows: usize, cols: usize) -> Result<Check
     let x: Vec<f32> = (0..cols).map(|_| rng.normalish()).collect();
     let mut wf = vec![0f32; rows * cols];
     quant::dequantize(GgmlType::F16, &w, &mut wf).expect("CPU dequantize");
-    let cpu: Vec<f32> = (0..rows)
-        .map(|r| {
-            let mut acc = 0f32;
-            for (a, b) in wf[r * cols..(r + 1) * cols].iter().zip(&x) {
-                acc += a * b;
+    let cpu: Vec<f32> = wf
+        .chunks_exact(cols)
+        .map(|row| {
+            if order::is_wide(rows, cols) {
+                order::block_dot(row, &x, order::WIDE_THREADS)
+            } else {
+                order::lane_dot(row, &x)
             }
-            acc
         })
         .collect();
     let s = &gpu.stream;
@@ -140,9 +149,9 @@ fn check_f16(gpu: &Gpu, rng: &mut Rng, rows: usize, cols: usize) -> Result<Check
     let got = s.clone_dtoh(&dy)?;
     let worst = worst_ratio(&got, &cpu, &order_bound(&wf, &x, rows, 1e-5));
     Ok(Check {
-        name: format!("matvec_f16 {rows}x{cols}"),
+        name: format!("matvec_f16 {rows}x{cols} (bit-identical)"),
         worst,
-        pass: worst <= 1.0,
+        pass: identical(&got, &cpu),
     })
 }
 
@@ -212,9 +221,9 @@ fn check_kquant(
             pass: same,
         },
         Check {
-            name: format!("matvec {ty} {rows}x{cols}"),
+            name: format!("matvec {ty} {rows}x{cols} (bit-identical)"),
             worst,
-            pass: worst <= 1.0,
+            pass: identical(&got, &cpu),
         },
     ])
 }
@@ -223,7 +232,39 @@ fn check_stages(gpu: &Gpu, rng: &mut Rng) -> Result<Vec<Check>> {
     use model::{qat, rope::Rope, ModelConfig};
     let s = &gpu.stream;
     let mut out = Vec::new();
-    // RMSNorm: the CPU sums squares in f64, the GPU in f32.
+    // The transcendental functions (kernels/math.cu vs model::math).
+    let mut xs: Vec<f32> = (0..20_000).map(|_| rng.unit() * 110.0).collect();
+    xs.extend((0..20_000).map(|_| rng.unit() * 1.05e6));
+    xs.extend((0..5_000).map(|_| rng.unit() * 1e-6));
+    xs.extend([
+        0.0,
+        -0.0,
+        20.0,
+        -20.0,
+        88.7,
+        88.8,
+        -104.0,
+        -103.9,
+        f32::INFINITY,
+        f32::NAN,
+    ]);
+    let probe = gpu.math_probe(&s.clone_htod(&xs)?)?;
+    let cpu: Vec<f32> = xs
+        .iter()
+        .flat_map(|&x| {
+            let (sn, cs) = model::math::sin_cos(x);
+            [model::math::exp(x), model::math::softplus(x), sn, cs]
+        })
+        .collect();
+    out.push(Check {
+        name: format!(
+            "exp, softplus, sin, cos of {} values (bit-identical)",
+            xs.len()
+        ),
+        worst: 0.0,
+        pass: identical(&probe, &cpu),
+    });
+    // RMSNorm: f64 sums of squares in block order on both sides.
     for (count, n) in [(4, 4096), (1, 16384), (3, 100)] {
         let x: Vec<f32> = (0..count * n).map(|_| rng.normalish() * 3.0).collect();
         let w: Vec<f32> = (0..n).map(|_| 1.0 + rng.unit() * 0.5).collect();
@@ -241,9 +282,9 @@ fn check_stages(gpu: &Gpu, rng: &mut Rng) -> Result<Vec<Check>> {
             .collect();
         let worst = worst_ratio(&got, &cpu, &bound);
         out.push(Check {
-            name: format!("rms_norm {count}x{n}"),
+            name: format!("rms_norm {count}x{n} (bit-identical)"),
             worst,
-            pass: worst <= 1.0,
+            pass: identical(&got, &cpu),
         });
     }
     // RoPE (plain and YaRN) forward and inverse at short and long positions.
@@ -260,17 +301,15 @@ fn check_stages(gpu: &Gpu, rng: &mut Rng) -> Result<Vec<Check>> {
         let freqs = s.clone_htod(rope.inv_freq())?;
         gpu.rope(&mut dv, dim, &freqs, pos, inverse)?;
         let got = s.clone_dtoh(&dv)?;
-        // The angle is the same f32 product on both sides; sin/cos differ
-        // by a few ulp between the CUDA and Rust math libraries.
         let bound = vec![2e-6; got.len()];
         let worst = worst_ratio(&got, &cpu, &bound);
         out.push(Check {
             name: format!(
-                "rope layer {layer} pos {pos}{}",
+                "rope layer {layer} pos {pos}{} (bit-identical)",
                 if inverse { " inverse" } else { "" }
             ),
             worst,
-            pass: worst <= 1.0,
+            pass: identical(&got, &cpu),
         });
     }
     // FP8 round trip and f16 rounding: exact.
@@ -345,17 +384,24 @@ fn check_hc_router_attention(gpu: &Gpu, rng: &mut Rng) -> Result<Vec<Check>> {
         s.clone_dtoh(&dcomb)?,
     );
     let mut worst = 0f64;
+    let mut same = true;
     for t in 0..count {
         let cpu = model::hc::split(&mix[t * m..(t + 1) * m], &scale, &base, n, 20, 1e-6);
+        let (gp, gq, gc) = (
+            &gpre[t * n..(t + 1) * n],
+            &gpost[t * n..(t + 1) * n],
+            &gcomb[t * n * n..(t + 1) * n * n],
+        );
         worst = worst
-            .max(tol(&gpre[t * n..(t + 1) * n], &cpu.pre, 1e-5))
-            .max(tol(&gpost[t * n..(t + 1) * n], &cpu.post, 1e-5))
-            .max(tol(&gcomb[t * n * n..(t + 1) * n * n], &cpu.comb, 1e-5));
+            .max(tol(gp, &cpu.pre, 1e-5))
+            .max(tol(gq, &cpu.post, 1e-5))
+            .max(tol(gc, &cpu.comb, 1e-5));
+        same &= identical(gp, &cpu.pre) && identical(gq, &cpu.post) && identical(gc, &cpu.comb);
     }
     out.push(Check {
-        name: format!("hc_split {count} tokens (expf differs by ulps)"),
+        name: format!("hc_split {count} tokens (bit-identical)"),
         worst,
-        pass: worst <= 1.0,
+        pass: same,
     });
     let cpu_split = model::hc::split(&mix[..m], &scale, &base, n, 20, 1e-6);
     let y: Vec<f32> = (0..d).map(|_| rng.normalish()).collect();
@@ -389,7 +435,7 @@ fn check_hc_router_attention(gpu: &Gpu, rng: &mut Rng) -> Result<Vec<Check>> {
     bias_tied[200] = bias[17];
     let scores: Vec<f32> = logits
         .iter()
-        .map(|&z| model::moe::softplus(z).sqrt())
+        .map(|&z| model::math::softplus(z).sqrt())
         .collect();
     for (label, hash) in [
         ("biased top-6 with a tie", None),

@@ -3,6 +3,7 @@
 //! quantizers and the CPU dot kernels. Spec: `shared/spec/gguf-and-quants.md`.
 
 pub mod error;
+pub mod order;
 pub mod quant;
 pub mod reader;
 pub mod types;

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::forward::{Options, Trace};
 use crate::indexer::Indexer;
 use crate::linear::dot_f32;
+use crate::math;
 use crate::norm::{rms_norm_inplace, rms_norm_plain_inplace};
 use crate::qat;
 use crate::rope::Rope;
@@ -169,10 +170,10 @@ impl Attention<'_> {
 pub fn sink_attention(q: &[f32], keys: &[&[f32]], sink: f32, scale: f32, out: &mut [f32]) {
     let s: Vec<f32> = keys.iter().map(|k| dot_f32(q, k) * scale).collect();
     let m = s.iter().copied().fold(sink, f32::max);
-    let mut den = (sink - m).exp();
+    let mut den = math::exp(sink - m);
     out.fill(0.0);
     for (k, &sk) in keys.iter().zip(&s) {
-        let e = (sk - m).exp();
+        let e = math::exp(sk - m);
         den += e;
         for (o, &v) in out.iter_mut().zip(k.iter()) {
             *o += e * v;

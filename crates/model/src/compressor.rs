@@ -97,7 +97,7 @@ pub fn pool(f: &Frontier, ratio: usize, d: usize) -> Vec<f32> {
             }
             let (mut num, mut den) = (0f32, 0f32);
             for &(t, o) in &slots {
-                let e = (f.score[t * w + o + j] - m).exp();
+                let e = crate::math::exp(f.score[t * w + o + j] - m);
                 num += e * f.kv[t * w + o + j];
                 den += e;
             }

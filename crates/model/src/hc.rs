@@ -4,6 +4,7 @@
 
 use crate::error::Result;
 use crate::linear::Numerics;
+use crate::math;
 use crate::norm::rms_norm_plain_inplace;
 use crate::weights::HcWeights;
 
@@ -20,15 +21,15 @@ pub struct HcSplit {
 
 /// The CPU's direct sigmoid, used by the split (§5.2 details).
 fn sigmoid_direct(z: f32) -> f32 {
-    1.0 / (1.0 + (-z).exp())
+    1.0 / (1.0 + math::exp(-z))
 }
 
 /// The two-branch stable sigmoid of the output head and silu (§7.4, §8).
 pub fn sigmoid_stable(z: f32) -> f32 {
     if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
+        1.0 / (1.0 + math::exp(-z))
     } else {
-        let e = z.exp();
+        let e = math::exp(z);
         e / (1.0 + e)
     }
 }
@@ -56,7 +57,7 @@ pub fn split(
             .map(|c| mix[off + n_hc * r + c] * scale[2] + base[off + n_hc * r + c])
             .collect();
         let max = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let e: Vec<f32> = a.iter().map(|&v| (v - max).exp()).collect();
+        let e: Vec<f32> = a.iter().map(|&v| math::exp(v - max)).collect();
         let mut sum = 0f32;
         for &v in &e {
             sum += v;

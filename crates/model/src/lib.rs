@@ -14,6 +14,7 @@ pub mod head;
 pub mod indexer;
 pub mod layout;
 pub mod linear;
+pub mod math;
 pub mod moe;
 pub mod norm;
 pub mod qat;

@@ -2,10 +2,13 @@
 //!
 //! `Numerics::Quantized` is ds4's CPU reference: F16/F32 weights multiply
 //! f32 activations; Q8_0 and MXFP4 weights multiply ds4's Q8_0 activation;
-//! K-quant and IQ2 weights multiply Q8_K activations. `Numerics::F32` never
+//! K-quant and IQ2 weights multiply Q8_K activations; every float sum in
+//! the order of `gguf::order` (lane order; block order for wide rows), as
+//! the GPU sums. `Numerics::F32` never
 //! quantizes an activation: every weight row is decoded to f32 and the dot
 //! product is accumulated in f64, the mode the oracle comparison uses.
 
+use gguf::order;
 use gguf::quant::{self, ActRef, Activation};
 use gguf::GgmlType;
 use rayon::prelude::*;
@@ -68,6 +71,7 @@ impl Mat<'_> {
                 debug_assert_eq!(x.len(), self.cols);
                 let rb = self.row_bytes();
                 let f64_sums = numerics == Numerics::F32;
+                let wide = order::is_wide(self.rows, self.cols);
                 y.par_iter_mut()
                     .zip(self.data.par_chunks_exact(rb.max(1)))
                     .with_min_len(MIN_ROWS_PER_TASK)
@@ -77,6 +81,8 @@ impl Mat<'_> {
                             decode_row(self.ty, bytes, row)?;
                             *out = if f64_sums {
                                 dot_f64(row, x)
+                            } else if wide {
+                                order::block_dot(row, x, order::WIDE_THREADS)
                             } else {
                                 dot_f32(row, x)
                             };
@@ -111,13 +117,10 @@ fn decode_row(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
-/// f32 products summed in f32, in index order: ds4's F16 x f32 class.
+/// f32 products summed in f32 (ds4's F16 x f32 class), in lane order so
+/// the GPU gives the same bits (`gguf::order`).
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = 0f32;
-    for (x, y) in a.iter().zip(b) {
-        acc += x * y;
-    }
-    acc
+    order::lane_dot(a, b)
 }
 
 /// Exact-as-practical dot product for the f32 reference mode.

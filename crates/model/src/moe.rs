@@ -12,15 +12,7 @@ use crate::weights::{LayerWeights, Mat};
 /// Lower bound of the selected weights' sum, 2^-14 (model.md §0).
 const ROUTER_SUM_FLOOR: f32 = 1.0 / 16384.0;
 
-pub fn softplus(z: f32) -> f32 {
-    if z > 20.0 {
-        z
-    } else if z < -20.0 {
-        z.exp()
-    } else {
-        z.exp().ln_1p()
-    }
-}
+use crate::math::softplus;
 
 /// `(silu(min(g, c)) · clamp(u, -c, c)) · weight`, the clamp applied only
 /// when `c > 1e-6` (§7.4, §7.5).

@@ -1,9 +1,12 @@
 //! RMSNorm (model.md §4): sum of squares in f64, the rest in f32, as ds4's
-//! CPU reference does.
+//! CPU reference does; the sum in the block order of `gguf::order` over
+//! `NORM_THREADS`, as the GPU kernel sums.
+
+use gguf::order::{block_sum, NORM_THREADS};
 
 /// `1 / sqrt(mean(x²) + eps)`.
 pub fn rms_scale(x: &[f32], eps: f32) -> f32 {
-    let ss: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let ss: f64 = block_sum(x.len(), NORM_THREADS, |i| f64::from(x[i]) * f64::from(x[i]));
     let mean = (ss / x.len() as f64) as f32;
     1.0 / (mean + eps).sqrt()
 }

@@ -67,7 +67,7 @@ impl Rope {
         let p = pos as f32;
         for (k, &w) in self.inv_freq.iter().enumerate() {
             let theta = p * w;
-            let (s, c) = theta.sin_cos();
+            let (s, c) = crate::math::sin_cos(theta);
             let s = if inverse { -s } else { s };
             let (a, b) = (tail[2 * k], tail[2 * k + 1]);
             tail[2 * k] = a * c - b * s;

@@ -2,10 +2,10 @@
 //!
 //! Identity holds because the integer sums are exact in both (every
 //! product is formed in i16/i32 lanes without saturation, see each kernel)
-//! and the per-block float combination is done with the same scalar-order
-//! IEEE operations: where several blocks' products are formed in one vector
-//! they are element-wise (no reassociation) and are then added to the
-//! accumulator one by one in block order.
+//! and the per-block float terms are formed with the same IEEE operations
+//! and summed in the same lane order (`crate::order::LaneSum`): where
+//! several blocks' terms are formed in one vector the operations are
+//! element-wise (no reassociation).
 //!
 //! Weights come from arbitrary file bytes and `BlockQ8K`/`ActQ8_0` can be
 //! built by hand, so the kernels are exact for every input, -128 codes
@@ -21,6 +21,7 @@
 
 use std::arch::x86_64::*;
 
+use crate::order::LaneSum;
 use crate::quant::activation::BlockQ8K;
 use crate::quant::dequant::q4_k_scale_min;
 use crate::quant::float::{e8m0_to_f32_half, le_f16, le_u32};
@@ -62,22 +63,18 @@ unsafe fn hsum8(p: &[__m256i; 8]) -> __m256i {
     _mm256_add_epi32(lo, hi)
 }
 
-/// Shared float tail of the 32-block kernels: `acc = acc + (d[i] *
-/// s[i]) * isum[i]` for eight blocks. The products are element-wise vector
-/// ops (same IEEE results as scalar); the additions stay sequential.
+/// Shared float tail of the 32-block kernels: the terms `(d[i] * s[i]) *
+/// isum[i]` of eight blocks, formed element-wise (the same IEEE results as
+/// scalar) and added to eight consecutive lanes.
 #[target_feature(enable = "avx2")]
-unsafe fn accumulate8(acc: f32, d: &[f32; 8], s: &[f32], isums: __m256i) -> f32 {
+unsafe fn accumulate8(acc: &mut LaneSum, d: &[f32; 8], s: &[f32], isums: __m256i) {
     let prod = _mm256_mul_ps(
         _mm256_mul_ps(_mm256_loadu_ps(d.as_ptr()), _mm256_loadu_ps(s.as_ptr())),
         _mm256_cvtepi32_ps(isums),
     );
     let mut t = [0.0f32; 8];
     _mm256_storeu_ps(t.as_mut_ptr(), prod);
-    let mut acc = acc;
-    for v in t {
-        acc += v;
-    }
-    acc
+    acc.add8(t);
 }
 
 /// Q8_0 weights x Q8_0 activation (scalar: `scalar::q8_0`).
@@ -86,7 +83,7 @@ pub(crate) unsafe fn q8_0(row: &[u8], qs: &[i8], scales: &[f32]) -> f32 {
     let nb = scales.len();
     let w = row.as_ptr();
     let a = qs.as_ptr();
-    let mut acc = 0.0f32;
+    let mut acc = LaneSum::new();
     let mut b = 0;
     while b + 8 <= nb {
         let mut p = [_mm256_setzero_si256(); 8];
@@ -98,7 +95,7 @@ pub(crate) unsafe fn q8_0(row: &[u8], qs: &[i8], scales: &[f32]) -> f32 {
             *p = dot_i8x32(wv, av);
             *d = le_f16(&row[34 * (b + i)..], 0);
         }
-        acc = accumulate8(acc, &d, &scales[b..b + 8], hsum8(&p));
+        accumulate8(&mut acc, &d, &scales[b..b + 8], hsum8(&p));
         b += 8;
     }
     while b < nb {
@@ -106,10 +103,10 @@ pub(crate) unsafe fn q8_0(row: &[u8], qs: &[i8], scales: &[f32]) -> f32 {
         let wv = _mm256_loadu_si256(blk.add(2) as *const __m256i);
         let av = _mm256_loadu_si256(a.add(32 * b) as *const __m256i);
         let isum = hsum_i32(dot_i8x32(wv, av));
-        acc += le_f16(&row[34 * b..], 0) * scales[b] * isum as f32;
+        acc.add(le_f16(&row[34 * b..], 0) * scales[b] * isum as f32);
         b += 1;
     }
-    acc
+    acc.finish()
 }
 
 /// The 32 MXFP4 values of a block as i8 (`KVALUES_MXFP4` looked up with
@@ -131,7 +128,7 @@ pub(crate) unsafe fn mxfp4(row: &[u8], qs: &[i8], scales: &[f32]) -> f32 {
     let a = qs.as_ptr();
     let table =
         _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_MXFP4.as_ptr() as *const __m128i));
-    let mut acc = 0.0f32;
+    let mut acc = LaneSum::new();
     let mut b = 0;
     while b + 8 <= nb {
         let mut p = [_mm256_setzero_si256(); 8];
@@ -142,17 +139,17 @@ pub(crate) unsafe fn mxfp4(row: &[u8], qs: &[i8], scales: &[f32]) -> f32 {
             *p = dot_i8x32(mxfp4_values(blk, table), av);
             *d = e8m0_to_f32_half(*blk);
         }
-        acc = accumulate8(acc, &d, &scales[b..b + 8], hsum8(&p));
+        accumulate8(&mut acc, &d, &scales[b..b + 8], hsum8(&p));
         b += 8;
     }
     while b < nb {
         let blk = w.add(17 * b);
         let av = _mm256_loadu_si256(a.add(32 * b) as *const __m256i);
         let isum = hsum_i32(dot_i8x32(mxfp4_values(blk, table), av));
-        acc += e8m0_to_f32_half(*blk) * scales[b] * isum as f32;
+        acc.add(e8m0_to_f32_half(*blk) * scales[b] * isum as f32);
         b += 1;
     }
-    acc
+    acc.finish()
 }
 
 /// Q2_K x Q8_K (scalar: `scalar::q2_k`). Codes (0..3) are unsigned, so
@@ -181,7 +178,7 @@ pub(crate) unsafe fn q2_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
             14, 15, 14, 15, 14, 15, 14, 15, 14, 15,
         ),
     ];
-    let mut sumf = 0.0f32;
+    let mut sumf = LaneSum::new();
     for (bi, y) in y.iter().enumerate() {
         let x = row.as_ptr().add(84 * bi);
         let sc8 = _mm_loadu_si128(x as *const __m128i);
@@ -208,9 +205,9 @@ pub(crate) unsafe fn q2_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
         let isum = hsum_i32(acc);
         let dall = y.d * le_f16(&row[84 * bi..], 80);
         let dmin = y.d * le_f16(&row[84 * bi..], 82);
-        sumf += dall * isum as f32 - dmin * summs as f32;
+        sumf.add(dall * isum as f32 - dmin * summs as f32);
     }
-    sumf
+    sumf.finish()
 }
 
 /// Q4_K x Q8_K (scalar: `scalar::q4_k`). Codes (0..15) are unsigned, so
@@ -218,7 +215,7 @@ pub(crate) unsafe fn q2_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
 #[target_feature(enable = "avx2")]
 pub(crate) unsafe fn q4_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
     let m4 = _mm256_set1_epi8(0x0F);
-    let mut sumf = 0.0f32;
+    let mut sumf = LaneSum::new();
     for (bi, y) in y.iter().enumerate() {
         let blk = &row[144 * bi..144 * bi + 144];
         let x = blk.as_ptr();
@@ -247,9 +244,9 @@ pub(crate) unsafe fn q4_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
         let isum = hsum_i32(acc);
         let d = y.d * le_f16(blk, 0);
         let dmin = y.d * le_f16(blk, 2);
-        sumf += d * isum as f32 - dmin * summs as f32;
+        sumf.add(d * isum as f32 - dmin * summs as f32);
     }
-    sumf
+    sumf.finish()
 }
 
 /// IQ2_XXS x Q8_K (scalar: `scalar::iq2_xxs`).
@@ -265,7 +262,7 @@ pub(crate) unsafe fn q4_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
 pub(crate) unsafe fn iq2_xxs(row: &[u8], y: &[BlockQ8K]) -> f32 {
     let bias = _mm256_set1_epi8(-128);
     let ones = _mm256_set1_epi8(1);
-    let mut sumf = 0.0f32;
+    let mut sumf = LaneSum::new();
     for (bi, y) in y.iter().enumerate() {
         let blk = &row[66 * bi..66 * bi + 66];
         let mut acc = _mm256_setzero_si256();
@@ -294,7 +291,7 @@ pub(crate) unsafe fn iq2_xxs(row: &[u8], y: &[BlockQ8K]) -> f32 {
         }
         let bsum = hsum_i32(acc);
         let d = le_f16(blk, 0) * y.d;
-        sumf += d * bsum as f32;
+        sumf.add(d * bsum as f32);
     }
-    0.125 * sumf
+    0.125 * sumf.finish()
 }

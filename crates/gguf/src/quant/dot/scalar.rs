@@ -1,8 +1,10 @@
 //! Scalar reference kernels (spec §5.3-§5.6 and the MXFP4 analogue of §5.3).
 //!
-//! These define the engine's results: integer parts exact, float parts in
-//! the strict order of §5 (bit-exact with ds4's scalar kernels built without
-//! fast-math, §5.7). The AVX2 kernels are tested to be bit-identical to them.
+//! These define the engine's results: integer parts exact, each block's
+//! float term formed as in §5, and the terms summed in lane order
+//! (`crate::order`), the order the GPU kernels use, so both backends give
+//! the same bits (ds4's scalar kernels sum the terms sequentially instead).
+//! The AVX2 kernels are tested to be bit-identical to them.
 //! Callers (`super`) have validated that `row` holds exactly one weight block
 //! per activation block.
 
@@ -10,29 +12,30 @@
 // line, which is how their evaluation order is reviewed.
 #![allow(clippy::needless_range_loop)]
 
+use crate::order::LaneSum;
 use crate::quant::activation::BlockQ8K;
 use crate::quant::dequant::q4_k_scale_min;
 use crate::quant::float::{e8m0_to_f32_half, le_f16, le_u32};
 use crate::quant::tables::{IQ2XXS_GRID, KSIGNS, KVALUES_MXFP4};
 
-/// §5.3: `acc = acc + (wd * scale) * isum` per 32-block.
+/// §5.3: the term `(wd * scale) * isum` per 32-block.
 pub(crate) fn q8_0(row: &[u8], qs: &[i8], scales: &[f32]) -> f32 {
-    let mut acc = 0.0f32;
+    let mut acc = LaneSum::new();
     for ((w, a), &s) in row.chunks_exact(34).zip(qs.chunks_exact(32)).zip(scales) {
         let isum: i32 = w[2..34]
             .iter()
             .zip(a)
             .map(|(&w, &a)| (w as i8) as i32 * a as i32)
             .sum();
-        acc += le_f16(w, 0) * s * isum as f32;
+        acc.add(le_f16(w, 0) * s * isum as f32);
     }
-    acc
+    acc.finish()
 }
 
 /// MXFP4 weights x ds4 Q8_0 activation: like §5.3 with the E8M0 half scale
-/// in place of the f16 one, `acc = acc + (half_e8m0(e) * scale) * isum`.
+/// in place of the f16 one, the term `(half_e8m0(e) * scale) * isum`.
 pub(crate) fn mxfp4(row: &[u8], qs: &[i8], scales: &[f32]) -> f32 {
-    let mut acc = 0.0f32;
+    let mut acc = LaneSum::new();
     for ((w, a), &s) in row.chunks_exact(17).zip(qs.chunks_exact(32)).zip(scales) {
         let mut isum = 0i32;
         for j in 0..16 {
@@ -40,14 +43,14 @@ pub(crate) fn mxfp4(row: &[u8], qs: &[i8], scales: &[f32]) -> f32 {
             isum += KVALUES_MXFP4[(q & 15) as usize] as i32 * a[j] as i32;
             isum += KVALUES_MXFP4[(q >> 4) as usize] as i32 * a[j + 16] as i32;
         }
-        acc += e8m0_to_f32_half(w[0]) * s * isum as f32;
+        acc.add(e8m0_to_f32_half(w[0]) * s * isum as f32);
     }
-    acc
+    acc.finish()
 }
 
 /// §5.4: Q2_K x Q8_K, min term through the bsums identity.
 pub(crate) fn q2_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
-    let mut sumf = 0.0f32;
+    let mut sumf = LaneSum::new();
     for (x, y) in row.chunks_exact(84).zip(y) {
         let (scales, qs) = (&x[0..16], &x[16..80]);
         let mut summs = 0i32;
@@ -67,15 +70,15 @@ pub(crate) fn q2_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
         }
         let dall = y.d * le_f16(x, 80);
         let dmin = y.d * le_f16(x, 82);
-        sumf += dall * isum as f32 - dmin * summs as f32;
+        sumf.add(dall * isum as f32 - dmin * summs as f32);
     }
-    sumf
+    sumf.finish()
 }
 
 /// §5.5: Q4_K x Q8_K. ds4 has no CPU Q4_K kernel; this uses the CUDA
-/// per-block formula with block results summed sequentially.
+/// per-block formula.
 pub(crate) fn q4_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
-    let mut sumf = 0.0f32;
+    let mut sumf = LaneSum::new();
     for (x, y) in row.chunks_exact(144).zip(y) {
         let (scales, qs) = (&x[4..16], &x[16..144]);
         let mut summs = 0i32;
@@ -93,15 +96,15 @@ pub(crate) fn q4_k(row: &[u8], y: &[BlockQ8K]) -> f32 {
         }
         let d = y.d * le_f16(x, 0);
         let dmin = y.d * le_f16(x, 2);
-        sumf += d * isum as f32 - dmin * summs as f32;
+        sumf.add(d * isum as f32 - dmin * summs as f32);
     }
-    sumf
+    sumf.finish()
 }
 
 /// §5.6 (x86 scalar structure): integer `bsum` per block, one float
-/// multiply-add per block, the 1/8 of `(2ls+1)/8` applied once at the end.
+/// term per block, the 1/8 of `(2ls+1)/8` applied once at the end.
 pub(crate) fn iq2_xxs(row: &[u8], y: &[BlockQ8K]) -> f32 {
-    let mut sumf = 0.0f32;
+    let mut sumf = LaneSum::new();
     for (x, y) in row.chunks_exact(66).zip(y) {
         let d = le_f16(x, 0) * y.d;
         let mut bsum = 0i32;
@@ -121,7 +124,7 @@ pub(crate) fn iq2_xxs(row: &[u8], y: &[BlockQ8K]) -> f32 {
             }
             bsum += sumi * ls;
         }
-        sumf += d * bsum as f32;
+        sumf.add(d * bsum as f32);
     }
-    0.125 * sumf
+    0.125 * sumf.finish()
 }
