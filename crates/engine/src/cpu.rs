@@ -7,6 +7,7 @@
 //! (`self_cell`): no change to the model crate, no `unsafe` here, and the
 //! mapping is dropped exactly when the model is.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -83,6 +84,7 @@ pub fn identity_of(file: &GgufFile) -> ModelIdentity {
 
 impl Backend for CpuBackend {
     type State = State;
+    type Logits = Vec<f32>;
 
     fn config(&self) -> &ModelConfig {
         &self.model().cfg
@@ -118,9 +120,9 @@ impl Backend for CpuBackend {
         tokens: &[u32],
         progress: &mut dyn FnMut(usize),
         cancel: &AtomicBool,
-    ) -> Result<Prefilled> {
+    ) -> Result<Prefilled<Vec<f32>>> {
         let mut done = 0;
-        let mut logits = Vec::new();
+        let mut logits = None;
         while done < tokens.len() {
             if cancel.load(Ordering::Relaxed) {
                 break;
@@ -128,9 +130,10 @@ impl Backend for CpuBackend {
             let pos = state.n_tokens;
             let len = (self.chunk - pos % self.chunk).min(tokens.len() - done);
             let chunk = &tokens[done..done + len];
-            logits = self
-                .model()
-                .forward(state, chunk, Logits::Last, &mut NoTrace)?;
+            logits = Some(
+                self.model()
+                    .forward(state, chunk, Logits::Last, &mut NoTrace)?,
+            );
             done += len;
             progress(done);
         }
@@ -144,6 +147,14 @@ impl Backend for CpuBackend {
         Ok(self
             .model()
             .forward(state, &[token], Logits::Last, &mut NoTrace)?)
+    }
+
+    fn logits_to_host<'l>(&self, logits: &'l Vec<f32>) -> Result<Cow<'l, [f32]>> {
+        Ok(Cow::Borrowed(logits))
+    }
+
+    fn logits_from_host(&self, logits: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(logits)
     }
 
     fn export(&self, state: &State) -> Result<StateImage> {

@@ -1,8 +1,10 @@
 //! The generation loop every front end (CLI, server, agent, bench) runs:
 //! prompt tokens in, a stream of events out, stats at the end.
 //!
-//! Per step: sample from the session's logits (argmax while the DSML tracker
-//! is inside tool-call structure, the configured sampler otherwise), stop on
+//! Per step: ask the session for the next token (argmax while the DSML
+//! tracker is inside tool-call structure, the configured sampler otherwise;
+//! chosen where the backend keeps the logits, so on the GPU only the id and
+//! any requested log-probabilities cross the bus), stop on
 //! a stop token without evaluating it, decode the token's text (UTF-8 safe),
 //! cut at stop strings, split the text into reasoning, content and tool
 //! calls with the text crate's streaming parser. A sampled token is
@@ -18,7 +20,7 @@ use text::{IncrementalDecoder, Tokenizer};
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::sampler::{log_sum_exp, top_logprobs, Sampler};
+use crate::sampler::Sampler;
 use crate::session::Session;
 use crate::stop::StopMatcher;
 
@@ -173,18 +175,14 @@ pub fn generate<B: Backend>(
             }
             session.decode(tok)?;
         }
-        let logits = session.logits()?;
         let greedy = opts.tools && tracker.state().greedy();
-        let id = sampler.sample(logits, greedy);
+        let id = session.sample(sampler, greedy)?;
         if opts.stop_tokens.contains(&id) {
             break Finish::Stop;
         }
         let (logprob, top) = if opts.logprobs > 0 {
-            let lse = log_sum_exp(logits);
-            (
-                Some(logits[id as usize] - lse),
-                top_logprobs(logits, opts.logprobs),
-            )
+            let t = session.top_logits(Some(id), opts.logprobs)?;
+            (t.logprob(), t.top_logprobs())
         } else {
             (None, Vec::new())
         };

@@ -7,6 +7,7 @@
 //! that evaluates or imports, and an allocation failure surfaces there as an
 //! error instead of a panic.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -69,16 +70,11 @@ impl GpuBackend {
         }
         Ok(seq.state.as_mut().expect("allocated above"))
     }
-
-    /// Evaluates `tokens` and returns the greedy next token, chosen on the
-    /// device (only its id crosses the bus).
-    pub fn greedy(&self, seq: &mut GpuSeq, tokens: &[u32]) -> Result<u32> {
-        Ok(self.model.forward_greedy(self.state(seq)?, tokens)?)
-    }
 }
 
 impl Backend for GpuBackend {
     type State = GpuSeq;
+    type Logits = Vec<f32>;
 
     fn config(&self) -> &ModelConfig {
         &self.model.cfg
@@ -114,19 +110,20 @@ impl Backend for GpuBackend {
         tokens: &[u32],
         progress: &mut dyn FnMut(usize),
         cancel: &AtomicBool,
-    ) -> Result<Prefilled> {
+    ) -> Result<Prefilled<Vec<f32>>> {
         let state = self.state(seq)?;
         let mut done = 0;
-        let mut logits = Vec::new();
+        let mut logits = None;
         while done < tokens.len() {
             if cancel.load(Ordering::Relaxed) {
                 break;
             }
             let pos = state.n_tokens();
             let len = (self.chunk - pos % self.chunk).min(tokens.len() - done);
-            logits = self
-                .model
-                .forward(state, &tokens[done..done + len], Logits::Last)?;
+            logits = Some(
+                self.model
+                    .forward(state, &tokens[done..done + len], Logits::Last)?,
+            );
             done += len;
             progress(done);
         }
@@ -139,6 +136,14 @@ impl Backend for GpuBackend {
     fn decode(&self, seq: &mut GpuSeq, token: u32) -> Result<Vec<f32>> {
         let state = self.state(seq)?;
         Ok(self.model.forward(state, &[token], Logits::Last)?)
+    }
+
+    fn logits_to_host<'l>(&self, logits: &'l Vec<f32>) -> Result<Cow<'l, [f32]>> {
+        Ok(Cow::Borrowed(logits))
+    }
+
+    fn logits_from_host(&self, logits: Vec<f32>) -> Result<Vec<f32>> {
+        Ok(logits)
     }
 
     fn export(&self, seq: &GpuSeq) -> Result<StateImage> {

@@ -1,18 +1,24 @@
 //! Next-token sampling: greedy, temperature, top-k, top-p, min-p, seeded.
 //!
-//! Order: logits are divided by the temperature; top-k keeps the k largest;
-//! top-p keeps the smallest most-probable prefix whose probability (softmax
-//! over the top-k set) reaches p; min-p keeps tokens whose probability is at
-//! least `min_p` times the most probable one's. The draw is over what all
-//! three keep, renormalized. Every filter keeps a most-probable prefix, so
-//! the kept set is never empty. Ties order by lower token id, so a given
-//! seed gives the same tokens on every run and platform.
+//! The rules (order of the filters, ties, NaN) are the `sampling` crate's,
+//! re-exported here; they are shared with the CUDA kernels, which apply
+//! them to logits that never leave the device. This module adds the
+//! settings' validation and the randomness: a [`Sampler`] turns its seed
+//! into one uniform number per draw ([`Sampler::next_pick`]), and whichever
+//! backend holds the logits picks the token with it, so a seed gives the
+//! same tokens on the CPU and on the GPU (up to the last bits of f64 sums,
+//! `docs/cuda.md`).
 //!
 //! The generator is ChaCha8 (`rand_chacha`): a published, portable stream,
 //! so a seed means the same tokens in every build.
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+pub use sampling::{
+    argmax, candidates, largest, log_sum_exp, pick, top_logits, top_logprobs, Filters, Pick,
+    TopLogits,
+};
 
 use crate::error::{EngineError, Result};
 
@@ -65,50 +71,16 @@ impl SamplerConfig {
         }
         Ok(())
     }
-}
 
-/// Index of the largest logit, lower id on ties; NaN never wins.
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    let mut bv = f32::NEG_INFINITY;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > bv {
-            best = i;
-            bv = v;
+    /// The filters of a draw.
+    pub fn filters(&self) -> Filters {
+        Filters {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
         }
     }
-    best as u32
-}
-
-/// `k` most probable tokens with their log-probabilities under the plain
-/// softmax of `logits`, most probable first.
-pub fn top_logprobs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let lse = log_sum_exp(logits);
-    let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
-    let by_logit = |a: &u32, b: &u32| {
-        logits[*b as usize]
-            .total_cmp(&logits[*a as usize])
-            .then(a.cmp(b))
-    };
-    let k = k.min(ids.len());
-    if k > 0 && k < ids.len() {
-        ids.select_nth_unstable_by(k - 1, by_logit);
-    }
-    ids.truncate(k);
-    ids.sort_by(by_logit);
-    ids.into_iter()
-        .map(|i| (i, logits[i as usize] - lse))
-        .collect()
-}
-
-/// `ln Σ exp(x)`, stable.
-pub fn log_sum_exp(x: &[f32]) -> f32 {
-    let m = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    if !m.is_finite() {
-        return m;
-    }
-    let s: f64 = x.iter().map(|&v| f64::from(v - m).exp()).sum();
-    m + s.ln() as f32
 }
 
 pub struct Sampler {
@@ -129,69 +101,28 @@ impl Sampler {
         &self.cfg
     }
 
-    /// Draws the next token; `greedy` forces the argmax (DSML structure).
-    pub fn sample(&mut self, logits: &[f32], greedy: bool) -> u32 {
+    /// How to choose the next token: the argmax when `greedy` (DSML
+    /// structure) or at temperature 0, else a draw with the next number of
+    /// the seeded stream (consumed only by draws).
+    pub fn next_pick(&mut self, greedy: bool) -> Pick {
         if greedy || self.cfg.temperature == 0.0 {
-            return argmax(logits);
+            return Pick::Greedy;
         }
-        let kept = self.candidates(logits);
-        let total: f64 = kept.iter().map(|&(_, p)| p).sum();
-        let u = (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64) * total;
-        let mut acc = 0.0;
-        for &(id, p) in &kept {
-            acc += p;
-            if u < acc {
-                return id;
-            }
+        let unit = (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+        Pick::Draw {
+            filters: self.cfg.filters(),
+            unit,
         }
-        kept.last().map_or_else(|| argmax(logits), |&(id, _)| id)
+    }
+
+    /// Draws the next token from host logits; `greedy` forces the argmax.
+    pub fn sample(&mut self, logits: &[f32], greedy: bool) -> u32 {
+        pick(logits, &self.next_pick(greedy))
     }
 
     /// The tokens the filters keep with their unnormalized weights, most
     /// probable first.
     pub fn candidates(&self, logits: &[f32]) -> Vec<(u32, f64)> {
-        let t = f64::from(self.cfg.temperature);
-        let mut ids: Vec<u32> = (0..logits.len() as u32)
-            .filter(|&i| !logits[i as usize].is_nan())
-            .collect();
-        let by_logit = |a: &u32, b: &u32| {
-            logits[*b as usize]
-                .total_cmp(&logits[*a as usize])
-                .then(a.cmp(b))
-        };
-        if self.cfg.top_k > 0 && self.cfg.top_k < ids.len() {
-            ids.select_nth_unstable_by(self.cfg.top_k - 1, by_logit);
-            ids.truncate(self.cfg.top_k);
-        }
-        let Some(zmax) = ids
-            .iter()
-            .map(|&i| f64::from(logits[i as usize]) / t)
-            .reduce(f64::max)
-        else {
-            return Vec::new();
-        };
-        // One exp per candidate: weights relative to the most probable (1).
-        let mut kept: Vec<(u32, f64)> = ids
-            .into_iter()
-            .map(|i| (i, (f64::from(logits[i as usize]) / t - zmax).exp()))
-            .collect();
-        let denom: f64 = kept.iter().map(|&(_, w)| w).sum();
-        // min-p: p_i >= min_p * p_max  <=>  w_i >= min_p.
-        let min_w = f64::from(self.cfg.min_p);
-        kept.retain(|&(_, w)| w >= min_w);
-        kept.sort_by(|a, b| by_logit(&a.0, &b.0));
-        if self.cfg.top_p < 1.0 {
-            let target = f64::from(self.cfg.top_p) * denom;
-            let mut cum = 0.0;
-            let n = kept
-                .iter()
-                .position(|&(_, w)| {
-                    cum += w;
-                    cum >= target
-                })
-                .map_or(kept.len(), |i| i + 1);
-            kept.truncate(n);
-        }
-        kept
+        candidates(logits, &self.cfg.filters())
     }
 }

@@ -1,5 +1,9 @@
 //! A session: the tokens a model state has consumed, that state, and the
-//! logits for the next token — ds4's "checkpoint" (kv-cache.md §1.1).
+//! logits for the next token — ds4's "checkpoint" (kv-cache.md §1.1). The
+//! logits stay where the backend computed them; the session asks the
+//! backend for the next token ([`Session::sample`]), for log-probabilities
+//! ([`Session::top_logits`]) or, only when a caller reads it, for the whole
+//! vector ([`Session::logits`]).
 //!
 //! Rewind. A state cannot drop its last rows: the raw ring has overwritten
 //! older positions, and compressed rows and compressor frontiers fold tokens
@@ -12,24 +16,26 @@
 //! fits. Results are bit-identical to never having gone further, because the
 //! forward pass is chunking-invariant.
 
+use std::borrow::Cow;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::error::{EngineError, Result};
+use crate::sampler::{Pick, Sampler, TopLogits};
 
 /// Anchors a session keeps by default. Each is a full state copy (76 MiB at
 /// 4096 tokens for Flash), so few.
 pub const DEFAULT_ANCHORS: usize = 1;
 
 /// An in-memory copy of a session's checkpoint.
-pub struct Checkpoint<S> {
+pub struct Checkpoint<B: Backend> {
     tokens: Vec<u32>,
-    state: S,
-    logits: Vec<f32>,
+    state: B::State,
+    logits: Option<B::Logits>,
 }
 
-impl<S: Clone> Clone for Checkpoint<S> {
+impl<B: Backend> Clone for Checkpoint<B> {
     fn clone(&self) -> Self {
         Checkpoint {
             tokens: self.tokens.clone(),
@@ -39,7 +45,7 @@ impl<S: Clone> Clone for Checkpoint<S> {
     }
 }
 
-impl<S> Checkpoint<S> {
+impl<B: Backend> Checkpoint<B> {
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
     }
@@ -49,8 +55,8 @@ pub struct Session<B: Backend> {
     backend: Arc<B>,
     tokens: Vec<u32>,
     state: B::State,
-    logits: Vec<f32>,
-    anchors: Vec<Checkpoint<B::State>>,
+    logits: Option<B::Logits>,
+    anchors: Vec<Checkpoint<B>>,
     max_anchors: usize,
 }
 
@@ -61,7 +67,7 @@ impl<B: Backend> Session<B> {
             backend,
             tokens: Vec::new(),
             state,
-            logits: Vec::new(),
+            logits: None,
             anchors: Vec::new(),
             max_anchors: DEFAULT_ANCHORS,
         }
@@ -98,12 +104,37 @@ impl<B: Backend> Session<B> {
         &self.state
     }
 
-    /// Logits for the token after the last consumed one.
-    pub fn logits(&self) -> Result<&[f32]> {
-        if self.logits.is_empty() {
-            return Err(EngineError::NoLogits);
-        }
-        Ok(&self.logits)
+    /// Whether the session has logits (it has evaluated a token).
+    pub fn has_logits(&self) -> bool {
+        self.logits.is_some()
+    }
+
+    fn held_logits(&self) -> Result<&B::Logits> {
+        self.logits.as_ref().ok_or(EngineError::NoLogits)
+    }
+
+    /// Logits for the token after the last consumed one, on the host (a
+    /// copy of the whole vector from a device backend: for callers that
+    /// read it, not for choosing a token).
+    pub fn logits(&self) -> Result<Cow<'_, [f32]>> {
+        self.backend.logits_to_host(self.held_logits()?)
+    }
+
+    /// The next token as `pick` says, chosen where the logits are.
+    pub fn pick(&self, pick: &Pick) -> Result<u32> {
+        self.backend.pick(self.held_logits()?, pick)
+    }
+
+    /// Draws the next token with `sampler` (the argmax when `greedy`).
+    pub fn sample(&self, sampler: &mut Sampler, greedy: bool) -> Result<u32> {
+        let logits = self.held_logits()?;
+        self.backend.pick(logits, &sampler.next_pick(greedy))
+    }
+
+    /// The log-sum-exp, `token`'s logit (`token` below `n_vocab`) and the
+    /// `n` largest logits of the next token's distribution.
+    pub fn top_logits(&self, token: Option<u32>, n: usize) -> Result<TopLogits> {
+        self.backend.top_logits(self.held_logits()?, token, n)
     }
 
     /// Evaluates `tokens` after the current ones, chunked; `progress(done,
@@ -127,22 +158,23 @@ impl<B: Backend> Session<B> {
             self.backend
                 .prefill(&mut self.state, tokens, &mut |d| progress(d, total), cancel)?;
         self.tokens.extend_from_slice(&tokens[..out.consumed]);
-        if out.consumed > 0 {
-            self.logits = out.logits;
+        if let Some(logits) = out.logits.filter(|_| out.consumed > 0) {
+            self.logits = Some(logits);
             self.push_anchor();
         }
         Ok(out.consumed)
     }
 
-    /// Evaluates one token; returns the logits for the next one.
-    pub fn decode(&mut self, token: u32) -> Result<&[f32]> {
-        self.logits = self.backend.decode(&mut self.state, token)?;
+    /// Evaluates one token; returns the logits for the next one, where the
+    /// backend keeps them.
+    pub fn decode(&mut self, token: u32) -> Result<&B::Logits> {
+        let logits = self.backend.decode(&mut self.state, token)?;
         self.tokens.push(token);
-        Ok(&self.logits)
+        Ok(self.logits.insert(logits))
     }
 
     /// A copy of the current checkpoint.
-    pub fn checkpoint(&self) -> Checkpoint<B::State> {
+    pub fn checkpoint(&self) -> Checkpoint<B> {
         Checkpoint {
             tokens: self.tokens.clone(),
             state: self.state.clone(),
@@ -152,7 +184,7 @@ impl<B: Backend> Session<B> {
 
     /// Goes back (or forward) to `cp`, which must come from a session of the
     /// same context size.
-    pub fn restore(&mut self, cp: &Checkpoint<B::State>) -> Result<()> {
+    pub fn restore(&mut self, cp: &Checkpoint<B>) -> Result<()> {
         let (have, want) = (self.ctx(), self.backend.ctx(&cp.state));
         if have != want {
             return Err(EngineError::StateMismatch(format!(
@@ -195,7 +227,7 @@ impl<B: Backend> Session<B> {
             }
             None => {
                 self.state = self.backend.new_state(self.ctx());
-                self.logits.clear();
+                self.logits = None;
             }
         }
         let from = self.tokens.len();
@@ -216,7 +248,7 @@ impl<B: Backend> Session<B> {
         if prompt.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
-        if self.tokens == prompt && !self.logits.is_empty() {
+        if self.tokens == prompt && self.logits.is_some() {
             return Ok(0);
         }
         let common = self
@@ -236,10 +268,10 @@ impl<B: Backend> Session<B> {
     }
 
     /// Replaces the session content with `image`-derived state (snapshots).
-    pub(crate) fn replace(&mut self, tokens: Vec<u32>, state: B::State, logits: Vec<f32>) {
+    pub(crate) fn replace(&mut self, tokens: Vec<u32>, state: B::State, logits: B::Logits) {
         self.tokens = tokens;
         self.state = state;
-        self.logits = logits;
+        self.logits = Some(logits);
         self.anchors.clear();
         self.push_anchor();
     }

@@ -109,7 +109,7 @@ impl<B: Backend> Session<B> {
         for &tok in self.tokens() {
             p.extend_from_slice(&tok.to_le_bytes());
         }
-        put_f32s(&mut p, logits);
+        put_f32s(&mut p, &logits);
         for l in &image.layers {
             put_u32(&mut p, l.comp.len() / cfg.head_dim);
         }
@@ -163,6 +163,7 @@ impl<B: Backend> Session<B> {
         }
         image.ctx = ctx;
         let state = self.backend().import(&image)?;
+        let logits = self.backend().logits_from_host(logits)?;
         self.replace(tokens, state, logits);
         Ok(())
     }

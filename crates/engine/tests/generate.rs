@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -184,6 +185,7 @@ impl Scripted {
 
 impl Backend for Scripted {
     type State = (Vec<u32>, usize);
+    type Logits = Vec<f32>;
     fn config(&self) -> &ModelConfig {
         &self.cfg
     }
@@ -211,17 +213,23 @@ impl Backend for Scripted {
         tokens: &[u32],
         progress: &mut dyn FnMut(usize),
         _: &AtomicBool,
-    ) -> engine::Result<Prefilled> {
+    ) -> engine::Result<Prefilled<Vec<f32>>> {
         st.0.extend_from_slice(tokens);
         progress(tokens.len());
         Ok(Prefilled {
             consumed: tokens.len(),
-            logits: self.logits(st.0.len()),
+            logits: Some(self.logits(st.0.len())),
         })
     }
     fn decode(&self, st: &mut Self::State, token: u32) -> engine::Result<Vec<f32>> {
         st.0.push(token);
         Ok(self.logits(st.0.len()))
+    }
+    fn logits_to_host<'l>(&self, logits: &'l Vec<f32>) -> engine::Result<Cow<'l, [f32]>> {
+        Ok(Cow::Borrowed(logits))
+    }
+    fn logits_from_host(&self, logits: Vec<f32>) -> engine::Result<Vec<f32>> {
+        Ok(logits)
     }
     fn export(&self, st: &Self::State) -> engine::Result<StateImage> {
         Ok(StateImage {

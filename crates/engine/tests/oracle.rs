@@ -37,7 +37,7 @@ fn session_logits_match_the_oracle_at_every_position() {
                 split
             );
             assert_eq!(calls, split.div_ceil(chunk));
-            let r = common::rel(s.logits().unwrap(), &want[(split - 1) * nv..split * nv]);
+            let r = common::rel(&s.logits().unwrap(), &want[(split - 1) * nv..split * nv]);
             assert!(r <= 1e-5, "{config} chunk {chunk}: prefill {r:.2e}");
             for (p, &t) in toks.iter().enumerate().skip(split) {
                 let got = s.decode(t).unwrap();
@@ -99,7 +99,7 @@ fn free_running_greedy_generation_equals_a_manual_argmax_loop() {
     s.prefill(prompt, &mut |_, _| {}, &no).unwrap();
     let mut manual = Vec::new();
     for _ in 0..n {
-        let t = argmax(s.logits().unwrap());
+        let t = argmax(&s.logits().unwrap());
         manual.push(t);
         s.decode(t).unwrap();
     }

@@ -48,7 +48,7 @@ fn snapshot_restore_continue_is_bit_identical() {
             let mut s = Session::new(b.clone(), ctx);
             s.load_snapshot(&bytes).unwrap();
             assert_eq!(s.tokens(), &toks[..t]);
-            assert_eq!(bits(s.logits().unwrap()), want[t - 1], "{config} T={t}");
+            assert_eq!(bits(&s.logits().unwrap()), want[t - 1], "{config} T={t}");
             for (p, &tok) in toks.iter().enumerate().skip(t) {
                 let got = bits(s.decode(tok).unwrap());
                 assert_eq!(got, want[p], "{config}: snapshot at {t}, position {p}");
@@ -103,7 +103,7 @@ fn checkpoint_restore_and_rewind_are_bit_identical() {
             s.decode(t).unwrap();
         }
         s.prefill(&toks[70..90], &mut |_, _| {}, &NO).unwrap();
-        assert_eq!(bits(s.logits().unwrap()), want[89]);
+        assert_eq!(bits(&s.logits().unwrap()), want[89]);
 
         // Rewind behind the last anchor and in front of it.
         for target in [80, 50, 17] {
@@ -120,18 +120,18 @@ fn checkpoint_restore_and_rewind_are_bit_identical() {
             );
             assert_eq!(s.tokens(), &toks[..target]);
             assert_eq!(
-                bits(s.logits().unwrap()),
+                bits(&s.logits().unwrap()),
                 want[target - 1],
                 "rewind {target}"
             );
             s.decode(toks[target]).unwrap();
-            assert_eq!(bits(s.logits().unwrap()), want[target]);
+            assert_eq!(bits(&s.logits().unwrap()), want[target]);
             s.prefill(&toks[target + 1..90], &mut |_, _| {}, &NO)
                 .unwrap();
         }
         s.restore(&cp).unwrap();
         assert_eq!(s.tokens(), &toks[..40]);
-        assert_eq!(bits(s.logits().unwrap()), want[39]);
+        assert_eq!(bits(&s.logits().unwrap()), want[39]);
         assert_eq!(bits(s.decode(toks[40]).unwrap()), want[40]);
 
         // sync keeps the common prefix of a diverging prompt.
@@ -140,13 +140,13 @@ fn checkpoint_restore_and_rewind_are_bit_identical() {
         assert_eq!(s.sync(&other, &mut |_, _| {}, &NO).unwrap(), 60 - 41);
         let mut fresh = Session::new(b.clone(), ctx);
         fresh.prefill(&other, &mut |_, _| {}, &NO).unwrap();
-        assert_eq!(bits(s.logits().unwrap()), bits(fresh.logits().unwrap()));
+        assert_eq!(bits(&s.logits().unwrap()), bits(&fresh.logits().unwrap()));
         assert_eq!(s.sync(&other, &mut |_, _| {}, &NO).unwrap(), 0);
         // Back to the common prefix of 55 (from the anchor at 17 when three
         // are kept, else from 0), then the 5 diverging tokens.
         let fed = s.sync(&toks[..60], &mut |_, _| {}, &NO).unwrap();
         assert_eq!(fed, if anchors == 3 { 55 - 17 + 5 } else { 60 });
-        assert_eq!(bits(s.logits().unwrap()), want[59]);
+        assert_eq!(bits(&s.logits().unwrap()), want[59]);
     }
     let mut s = session_at(&b, &toks[..10], ctx);
     assert!(matches!(
@@ -187,14 +187,14 @@ fn prefill_cancels_at_a_chunk_boundary_and_stays_consistent() {
     assert_eq!(seen, vec![8, 16, 24]);
     assert_eq!(done, 24);
     assert_eq!(s.tokens(), &toks[..24]);
-    assert_eq!(bits(s.logits().unwrap()), want[23]);
+    assert_eq!(bits(&s.logits().unwrap()), want[23]);
     // Chunks stay aligned to absolute multiples of the chunk size.
     s.decode(toks[24]).unwrap();
     let mut seen = Vec::new();
     s.prefill(&toks[25..40], &mut |d, _| seen.push(d), &NO)
         .unwrap();
     assert_eq!(seen, vec![7, 15]);
-    assert_eq!(bits(s.logits().unwrap()), want[39]);
+    assert_eq!(bits(&s.logits().unwrap()), want[39]);
 }
 
 /// Rewrites the payload checksum after an edit, so the edit reaches the

@@ -316,7 +316,7 @@ fn sync<B: Backend>(
     let Some((&last, head)) = prompt.split_last().filter(|(_, h)| !h.is_empty()) else {
         return session.sync(prompt, progress, cancel);
     };
-    if session.tokens() == prompt && session.logits().is_ok() {
+    if session.tokens() == prompt && session.has_logits() {
         return Ok(0);
     }
     let common = session

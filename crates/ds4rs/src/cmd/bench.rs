@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
+use engine::sampler::Pick;
 use engine::{vocab, Backend, Session};
 use gguf::GgufFile;
 
@@ -225,7 +226,14 @@ fn measure<B: Backend + 'static>(
                 session.len() + 1 < alloc,
                 "ds4rs bench: decode failed: context full"
             );
-            let next = argmax_no_eos(session.logits()?, eos);
+            // The argmax is picked on the device; only when it is EOS does
+            // the whole vector come back for the runner-up.
+            let best = session.pick(&Pick::Greedy)?;
+            let next = if best == eos {
+                argmax_no_eos(&session.logits()?, eos)
+            } else {
+                best
+            };
             session.decode(next).context("ds4rs bench: decode failed")?;
         }
         let gen_s = t1.elapsed().as_secs_f64();

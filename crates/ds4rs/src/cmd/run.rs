@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use engine::sampler::Pick;
 use engine::{generate, vocab, Backend, GenerateOptions, Sampler, SamplerConfig, Session};
 use gguf::GgufFile;
 use serde_json::json;
@@ -292,13 +293,13 @@ fn dump_logprobs<B: Backend>(
     let n = args.tokens.min(args.ctx - prompt.len() - 1);
     let mut steps = Vec::new();
     for step in 0..n {
-        let logits = session.logits()?;
-        let top = engine::sampler::top_logprobs(logits, k);
-        let id = engine::sampler::argmax(logits);
+        let top = session.top_logits(None, k)?;
+        let id = session.pick(&Pick::Greedy)?;
         let alts: Vec<_> = top
+            .top
             .iter()
-            .map(|&(t, lp)| {
-                json!({"token": token_json(tok, t), "logit": logits[t as usize], "logprob": lp})
+            .map(|&(t, logit)| {
+                json!({"token": token_json(tok, t), "logit": logit, "logprob": logit - top.lse})
             })
             .collect();
         steps.push(json!({"step": step, "selected": token_json(tok, id), "top_logprobs": alts}));

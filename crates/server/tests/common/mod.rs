@@ -4,6 +4,7 @@
 //! server on an ephemeral 127.0.0.1 port, and a blocking HTTP client.
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
@@ -240,6 +241,7 @@ pub struct ScriptState(Vec<u32>, usize);
 
 impl Backend for Scripted {
     type State = ScriptState;
+    type Logits = Vec<f32>;
     fn config(&self) -> &ModelConfig {
         &self.cfg
     }
@@ -267,7 +269,7 @@ impl Backend for Scripted {
         tokens: &[u32],
         progress: &mut dyn FnMut(usize),
         _: &AtomicBool,
-    ) -> engine::Result<Prefilled> {
+    ) -> engine::Result<Prefilled<Vec<f32>>> {
         std::thread::sleep(self.delay);
         if self.fail {
             return Err(engine::EngineError::StateMismatch(
@@ -278,13 +280,19 @@ impl Backend for Scripted {
         progress(tokens.len());
         Ok(Prefilled {
             consumed: tokens.len(),
-            logits: self.logits(&st.0),
+            logits: Some(self.logits(&st.0)),
         })
     }
     fn decode(&self, st: &mut ScriptState, token: u32) -> engine::Result<Vec<f32>> {
         std::thread::sleep(self.step);
         st.0.push(token);
         Ok(self.logits(&st.0))
+    }
+    fn logits_to_host<'l>(&self, logits: &'l Vec<f32>) -> engine::Result<Cow<'l, [f32]>> {
+        Ok(Cow::Borrowed(logits))
+    }
+    fn logits_from_host(&self, logits: Vec<f32>) -> engine::Result<Vec<f32>> {
+        Ok(logits)
     }
     fn export(&self, st: &ScriptState) -> engine::Result<StateImage> {
         Ok(StateImage {
