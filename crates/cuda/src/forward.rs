@@ -21,6 +21,7 @@ use crate::dmodel::{ActKind, DBuf, DCompressor, DEmbed, DHc, DLayer, DMat};
 use crate::error::{CudaError, Result};
 use crate::kern::{Act, AttnArgs, DPtr, MatKernel, ScanArgs, Slots};
 use crate::ops::{Gpu, MAX_KEYS};
+use crate::sample::{DeviceLogits, DeviceSampler};
 use crate::weights::MemoryPlan;
 
 /// Tokens per chunk of a forward call: bounds the workspace (and the
@@ -297,11 +298,14 @@ struct Tracer<'t> {
 enum Want {
     Logits(Logits),
     Greedy,
+    /// The last position's logits, left on the device.
+    Device,
 }
 
 enum Got {
     Logits(Vec<f32>),
     Token(u32),
+    Device(DeviceLogits),
 }
 
 /// Device bytes the weights take in `numerics` (f32 mode decodes every
@@ -352,7 +356,8 @@ impl GpuModel {
         let t = GPU_CHUNK;
         let (f, i) = Workspace::sizes(&c, t, Self::stride(&c, ctx));
         plan.workspace += (f.iter().sum::<usize>() * 4 + i.iter().sum::<usize>() * 4) as u64
-            + (t * max_act(&c) * 3) as u64;
+            + (t * max_act(&c) * 3) as u64
+            + DeviceSampler::bytes(c.n_vocab);
         let (free, card) = gpu.mem_info()?;
         report(LoadEvent::Plan {
             plan: &plan,
@@ -521,7 +526,7 @@ impl GpuModel {
         };
         match self.run(st, tokens, Want::Logits(which), &mut tr)? {
             Got::Logits(l) => Ok(l),
-            Got::Token(_) => unreachable!("logits were asked for"),
+            Got::Token(_) | Got::Device(_) => unreachable!("logits were asked for"),
         }
     }
 
@@ -540,7 +545,7 @@ impl GpuModel {
         };
         match self.run(st, tokens, Want::Logits(which), &mut tr)? {
             Got::Logits(l) => Ok(l),
-            Got::Token(_) => unreachable!("logits were asked for"),
+            Got::Token(_) | Got::Device(_) => unreachable!("logits were asked for"),
         }
     }
 
@@ -553,7 +558,22 @@ impl GpuModel {
         };
         match self.run(st, tokens, Want::Greedy, &mut tr)? {
             Got::Token(t) => Ok(t),
-            Got::Logits(_) => unreachable!("a token was asked for"),
+            Got::Logits(_) | Got::Device(_) => unreachable!("a token was asked for"),
+        }
+    }
+
+    /// Runs `tokens` and returns the logits after the last one in a device
+    /// buffer of their own (a copy of the workspace's row, which the next
+    /// call overwrites): nothing crosses the bus, and `DeviceSampler` picks
+    /// from them in place.
+    pub fn forward_device(&self, st: &mut GpuState, tokens: &[u32]) -> Result<DeviceLogits> {
+        let mut tr = Tracer {
+            on: false,
+            sink: &mut NoTrace,
+        };
+        match self.run(st, tokens, Want::Device, &mut tr)? {
+            Got::Device(l) => Ok(l),
+            Got::Logits(_) | Got::Token(_) => unreachable!("device logits were asked for"),
         }
     }
 
@@ -642,6 +662,7 @@ impl GpuModel {
         let mut logits = Vec::new();
         let n_chunks = tokens.len().div_ceil(wsb.t);
         let mut last = None;
+        let mut kept = None;
         for (ci, chunk) in tokens.chunks(wsb.t).enumerate() {
             let ids: Vec<i32> = chunk.iter().map(|&t| t as i32).collect();
             self.gpu
@@ -651,7 +672,9 @@ impl GpuModel {
             let t = chunk.len();
             let rows = match want {
                 Want::Logits(Logits::All) => Some((0, t)),
-                Want::Logits(Logits::Last) | Want::Greedy if ci + 1 == n_chunks => Some((t - 1, 1)),
+                Want::Logits(Logits::Last) | Want::Greedy | Want::Device if ci + 1 == n_chunks => {
+                    Some((t - 1, 1))
+                }
                 _ => None,
             };
             if let Some((r0, nr)) = rows {
@@ -666,6 +689,10 @@ impl GpuModel {
                             .memcpy_dtoh(&wsb.ints[4].slice(0..1), &mut b)?;
                         last = Some(b[0] as u32);
                     }
+                    Want::Device => {
+                        let row = wsb.bufs[32].slice(0..c.n_vocab);
+                        kept = Some(DeviceLogits::new(self.gpu.stream.clone_dtod(&row)?));
+                    }
                     Want::Logits(_) => {
                         let mut host = vec![0f32; nr * c.n_vocab];
                         self.gpu
@@ -679,6 +706,16 @@ impl GpuModel {
         self.gpu.stream.synchronize()?;
         Ok(match want {
             Want::Greedy => Got::Token(last.unwrap_or(0)),
+            Want::Device => match kept {
+                Some(l) => Got::Device(l),
+                None => {
+                    return Err(CudaError::Shape {
+                        what: "tokens of a forward call",
+                        expected: "at least one".into(),
+                        got: "none".into(),
+                    })
+                }
+            },
             Want::Logits(_) => Got::Logits(logits),
         })
     }

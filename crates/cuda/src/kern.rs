@@ -21,6 +21,9 @@ pub(crate) const WARPS: u32 = 8;
 /// Slots per block of the Q8_0 weight-reusing kernel (TILE_Q8 in forward.cu).
 const TILE_Q8: u32 = 16;
 
+/// Threads of the one block that samples (SMP_THREADS in sample.cu).
+const SAMPLE_THREADS: u32 = 1024;
+
 /// A device address of `len` values of `T`: a whole buffer or a range of it.
 #[derive(Debug)]
 pub struct DPtr<T> {
@@ -896,6 +899,77 @@ impl Gpu {
         b.arg(&xa).arg(&n).arg(&oa);
         // SAFETY: argmax(const float*, int, int*); one block.
         unsafe { b.launch(cfg((1, 1, 1), 1024, 0)) }?;
+        Ok(())
+    }
+
+    /// A draw from `logits` (sample.cu's `sample`). The caller owns the
+    /// sizes: `keys` holds the next power of two >= `logits.len()` values,
+    /// `cums` `logits.len()`, `out` one; `top_k` is 0 or below the length.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn k_sample(
+        &self,
+        logits: DPtr<f32>,
+        temperature: f32,
+        top_k: usize,
+        top_p: f32,
+        min_p: f32,
+        unit: f64,
+        keys: DPtr<u64>,
+        cums: DPtr<f64>,
+        out: DPtr<i32>,
+    ) -> Result<()> {
+        let (xa, n, k) = (logits.addr, i(logits.len()), i(top_k));
+        let (ka, ca, oa) = (keys.addr, cums.addr, out.addr);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::Sample));
+        b.arg(&xa)
+            .arg(&n)
+            .arg(&temperature)
+            .arg(&k)
+            .arg(&top_p)
+            .arg(&min_p)
+            .arg(&unit)
+            .arg(&ka)
+            .arg(&ca)
+            .arg(&oa);
+        // SAFETY: sample(const float*, int, float, int, float, float,
+        // double, unsigned long long*, double*, int*) as declared in
+        // kernels/sample.cu; one block of SAMPLE_THREADS; the buffers are
+        // sized as documented above.
+        unsafe { b.launch(cfg((1, 1, 1), SAMPLE_THREADS, 0)) }?;
+        Ok(())
+    }
+
+    /// The log-sum-exp, `token`'s logit and the `k` largest of `logits`
+    /// (sample.cu's `top_logits`). The caller owns the sizes: `k` at most
+    /// the length, `keys` the next power of two >= `k` values, `ids` and
+    /// `vals` `k`, `lse_tok` two; `token` below the length.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn k_top_logits(
+        &self,
+        logits: DPtr<f32>,
+        token: Option<u32>,
+        k: usize,
+        keys: DPtr<u64>,
+        ids: DPtr<i32>,
+        vals: DPtr<f32>,
+        lse_tok: DPtr<f32>,
+    ) -> Result<()> {
+        let (xa, n, kk) = (logits.addr, i(logits.len()), i(k));
+        let tok = token.map_or(-1, |t| t as i32);
+        let (ka, ia, va, la) = (keys.addr, ids.addr, vals.addr, lse_tok.addr);
+        let mut b = self.stream.launch_builder(self.kernel(Kernel::TopLogits));
+        b.arg(&xa)
+            .arg(&n)
+            .arg(&tok)
+            .arg(&kk)
+            .arg(&ka)
+            .arg(&ia)
+            .arg(&va)
+            .arg(&la);
+        // SAFETY: top_logits(const float*, int, int, int, unsigned long
+        // long*, int*, float*, float*) as declared in kernels/sample.cu; one
+        // block of SAMPLE_THREADS; the buffers are sized as documented above.
+        unsafe { b.launch(cfg((1, 1, 1), SAMPLE_THREADS, 0)) }?;
         Ok(())
     }
 }

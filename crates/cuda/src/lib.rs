@@ -11,13 +11,16 @@ pub mod error;
 pub mod forward;
 pub mod kern;
 pub mod ops;
+pub mod sample;
 pub mod selftest;
 mod selftest_batch;
+mod selftest_sample;
 pub mod weights;
 
 pub use error::{CudaError, Result};
 pub use forward::{GpuModel, GpuState, LoadEvent, GPU_CHUNK};
 pub use ops::Gpu;
+pub use sample::{DeviceLogits, DeviceSampler};
 pub use weights::{DeviceWeights, MemoryPlan};
 
 /// The compiled kernels.

@@ -65,10 +65,12 @@ pub(crate) enum Kernel {
     MmF16Wide,
     MmF32Wide,
     MathProbe,
+    Sample,
+    TopLogits,
 }
 
 /// The `extern "C"` names `Gpu::new` loads, indexed by [`Kernel`].
-pub const KERNELS: [&str; 36] = [
+pub const KERNELS: [&str; 38] = [
     "quantize_q8_0_act",
     "quantize_q8_k",
     "mm_q8_0",
@@ -105,6 +107,8 @@ pub const KERNELS: [&str; 36] = [
     "mm_f16_wide",
     "mm_f32_wide",
     "math_probe",
+    "sample",
+    "top_logits",
 ];
 
 /// Bytes of one Q8_K activation block (`gguf::quant::BlockQ8K`).

@@ -656,5 +656,6 @@ pub fn run(gpu: &Gpu) -> Result<Vec<Check>> {
     out.extend(check_hc_router_attention(gpu, &mut rng)?);
     out.extend(check_moe_compressor_indexer(gpu, &mut rng)?);
     out.extend(crate::selftest_batch::run(gpu, &mut rng)?);
+    out.extend(crate::selftest_sample::run(gpu, &mut rng)?);
     Ok(out)
 }

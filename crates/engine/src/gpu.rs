@@ -2,6 +2,10 @@
 //! GPU) behind the [`Backend`] trait, so sessions, snapshots, the server and
 //! the bench run on it unchanged.
 //!
+//! Logits stay on the device ([`cuda::DeviceLogits`]): the next token is
+//! picked there (`cuda::DeviceSampler`), and only its id, or the few values
+//! of a log-probability report, come back per generated token.
+//!
 //! `Backend::new_state` cannot fail, but allocating device memory can, so a
 //! new state is only a promise: its buffers are allocated by the first call
 //! that evaluates or imports, and an allocation failure surfaces there as an
@@ -11,18 +15,20 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cuda::{Gpu, GpuModel, GpuState, LoadEvent, GPU_CHUNK};
+use cuda::{DeviceLogits, DeviceSampler, Gpu, GpuModel, GpuState, LoadEvent, GPU_CHUNK};
 use gguf::GgufFile;
 use model::state::State;
-use model::{Logits, ModelConfig, Options};
+use model::{ModelConfig, Options};
 
 use crate::backend::{Backend, ModelIdentity, Prefilled, StateImage};
 use crate::cpu::identity_of;
 use crate::error::Result;
 use crate::image;
+use crate::sampler::{Pick, TopLogits};
 
 pub struct GpuBackend {
     model: GpuModel,
+    sampler: DeviceSampler,
     file: GgufFile,
     identity: ModelIdentity,
     chunk: usize,
@@ -47,9 +53,11 @@ impl GpuBackend {
         let file = GgufFile::open(path)?;
         let gpu = Gpu::new(0)?;
         let model = GpuModel::load(gpu, &file, opts, ctx, report)?;
+        let sampler = DeviceSampler::new(&model.gpu, model.cfg.n_vocab)?;
         Ok(GpuBackend {
             identity: identity_of(&file),
             model,
+            sampler,
             file,
             chunk: GPU_CHUNK,
         })
@@ -74,7 +82,7 @@ impl GpuBackend {
 
 impl Backend for GpuBackend {
     type State = GpuSeq;
-    type Logits = Vec<f32>;
+    type Logits = DeviceLogits;
 
     fn config(&self) -> &ModelConfig {
         &self.model.cfg
@@ -110,7 +118,7 @@ impl Backend for GpuBackend {
         tokens: &[u32],
         progress: &mut dyn FnMut(usize),
         cancel: &AtomicBool,
-    ) -> Result<Prefilled<Vec<f32>>> {
+    ) -> Result<Prefilled<DeviceLogits>> {
         let state = self.state(seq)?;
         let mut done = 0;
         let mut logits = None;
@@ -122,7 +130,7 @@ impl Backend for GpuBackend {
             let len = (self.chunk - pos % self.chunk).min(tokens.len() - done);
             logits = Some(
                 self.model
-                    .forward(state, &tokens[done..done + len], Logits::Last)?,
+                    .forward_device(state, &tokens[done..done + len])?,
             );
             done += len;
             progress(done);
@@ -133,17 +141,25 @@ impl Backend for GpuBackend {
         })
     }
 
-    fn decode(&self, seq: &mut GpuSeq, token: u32) -> Result<Vec<f32>> {
+    fn decode(&self, seq: &mut GpuSeq, token: u32) -> Result<DeviceLogits> {
         let state = self.state(seq)?;
-        Ok(self.model.forward(state, &[token], Logits::Last)?)
+        Ok(self.model.forward_device(state, &[token])?)
     }
 
-    fn logits_to_host<'l>(&self, logits: &'l Vec<f32>) -> Result<Cow<'l, [f32]>> {
-        Ok(Cow::Borrowed(logits))
+    fn logits_to_host<'l>(&self, logits: &'l DeviceLogits) -> Result<Cow<'l, [f32]>> {
+        Ok(Cow::Owned(logits.download(&self.model.gpu)?))
     }
 
-    fn logits_from_host(&self, logits: Vec<f32>) -> Result<Vec<f32>> {
-        Ok(logits)
+    fn logits_from_host(&self, logits: Vec<f32>) -> Result<DeviceLogits> {
+        Ok(DeviceLogits::upload(&self.model.gpu, &logits)?)
+    }
+
+    fn pick(&self, logits: &DeviceLogits, pick: &Pick) -> Result<u32> {
+        Ok(self.sampler.pick(&self.model.gpu, logits, pick)?)
+    }
+
+    fn top_logits(&self, logits: &DeviceLogits, token: Option<u32>, n: usize) -> Result<TopLogits> {
+        Ok(self.sampler.top_logits(&self.model.gpu, logits, token, n)?)
     }
 
     fn export(&self, seq: &GpuSeq) -> Result<StateImage> {

@@ -386,6 +386,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             format!("device greedy token {greedy} equals the argmax of the logits"),
             greedy == engine::sampler::argmax(b),
         ));
+        checks.extend(device_sampling(&gm, &host_copy, t, b)?);
     }
 
     // The rows each side's compressors emitted.
@@ -431,4 +432,61 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     anyhow::ensure!(failed == 0, "{failed} GPU checks failed");
     Ok(())
+}
+
+/// The logits a generation step leaves on the device: the same bits as the
+/// copied ones, and seeded draws (the default filters, and none at all) and
+/// top logits from them equal to the host rules' on the model's own
+/// distribution after `token`.
+fn device_sampling(
+    gm: &cuda::GpuModel,
+    state: &model::state::State,
+    token: u32,
+    want: &[f32],
+) -> anyhow::Result<Vec<(String, bool)>> {
+    use engine::sampler::{pick, top_logits};
+    let dev = gm.forward_device(&mut gm.upload_state(state)?, &[token])?;
+    let same = dev
+        .download(&gm.gpu)?
+        .iter()
+        .zip(want)
+        .all(|(x, y)| x.to_bits() == y.to_bits());
+    let mut checks = vec![(
+        "logits left on the device bit-identical to the copied ones".to_string(),
+        same,
+    )];
+    let ds = cuda::DeviceSampler::new(&gm.gpu, want.len())?;
+    let unfiltered = engine::SamplerConfig {
+        min_p: 0.0,
+        ..engine::SamplerConfig::default()
+    };
+    for (what, cfg) in [
+        ("default filters", engine::SamplerConfig::default()),
+        ("no filters", unfiltered),
+    ] {
+        let mut sampler = engine::Sampler::new(cfg)?;
+        let draws = 32;
+        let mut agree = 0;
+        for _ in 0..draws {
+            let p = sampler.next_pick(false);
+            agree += usize::from(ds.pick(&gm.gpu, &dev, &p)? == pick(want, &p));
+        }
+        checks.push((
+            format!("device draws with the {what} equal the host's ({agree}/{draws})"),
+            agree == draws,
+        ));
+    }
+    let (got, host) = (
+        ds.top_logits(&gm.gpu, &dev, Some(token), 20)?,
+        top_logits(want, Some(token), 20),
+    );
+    let lse_close = (got.lse - host.lse).abs() <= 2.0 * f32::EPSILON * host.lse.abs().max(1.0);
+    checks.push((
+        format!(
+            "device top-20 logits equal the host's, lse {} vs {}",
+            got.lse, host.lse
+        ),
+        got.top == host.top && got.token == host.token && lse_close,
+    ));
+    Ok(checks)
 }
