@@ -126,7 +126,7 @@ where
     F: Fn(usize) -> T,
 {
     assert!(
-        threads % WARP == 0 && (WARP..=WARP * WARP).contains(&threads),
+        threads.is_multiple_of(WARP) && (WARP..=WARP * WARP).contains(&threads),
         "block order needs 32..=1024 threads in whole warps, got {threads}"
     );
     let zero = T::default();
