@@ -61,6 +61,71 @@ extern "C" __global__ void mm_q8_0(const uint8_t *w, long long w_stride, const i
     slot_store(y, rows, r, acc);
 }
 
+__device__ __forceinline__ int pack4(const uint8_t *p) {
+    return (int)((uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24));
+}
+
+// uint4 loads per 32 Q8_0 blocks (32 * 34 bytes).
+#define Q8_CHUNK16 68
+
+// mm_q8_0 for rows of a multiple of 8 blocks (16-byte aligned rows, the
+// caller checks): byte loads leave a warp one small load in flight, so this
+// streams each row in 32-block chunks with 16-byte loads, the next chunk's
+// loads issued before the current chunk is consumed, through shared memory.
+// Lane l still takes blocks l, l+32, ... and forms the same terms, so the
+// sums are mm_q8_0's (and the CPU's).
+extern "C" __global__ void __launch_bounds__(256) mm_q8_0_staged(const uint8_t *w, long long w_stride,
+                                                                 const int *ids, int w_mod, int rows, int cols,
+                                                                 const int8_t *qs, const float *scales,
+                                                                 int act_div, int act_stride, float *y) {
+    __shared__ uint4 stage[8][Q8_CHUNK16];
+    int nb = cols / 32;
+    SlotRow r;
+    if (!slot_row(w, w_stride, ids, w_mod, rows, (long long)nb * 34, act_div, act_stride, r)) return;
+    int warp = threadIdx.x / WARP;
+    const uint4 *src = (const uint4 *)r.w;
+    const int8_t *aq = qs + r.act;
+    const float *as = scales + r.act / 32;
+    uint4 v[3];
+    int cnt = min(WARP, nb) * 34 / 16;
+#pragma unroll
+    for (int k = 0; k < 3; k++) {
+        int i = r.lane + WARP * k;
+        if (i < cnt) v[k] = src[i];
+    }
+    float acc = 0.0f;
+    for (int b0 = 0; b0 < nb; b0 += WARP) {
+        int nblk = min(WARP, nb - b0);
+        cnt = nblk * 34 / 16;
+#pragma unroll
+        for (int k = 0; k < 3; k++) {
+            int i = r.lane + WARP * k;
+            if (i < cnt) stage[warp][i] = v[k];
+        }
+        __syncwarp();
+        if (b0 + WARP < nb) {
+            int base = (b0 + WARP) * 34 / 16;
+            int next = min(WARP, nb - b0 - WARP) * 34 / 16;
+#pragma unroll
+            for (int k = 0; k < 3; k++) {
+                int i = r.lane + WARP * k;
+                if (i < next) v[k] = src[base + i];
+            }
+        }
+        if (r.lane < nblk) {
+            int b = b0 + r.lane;
+            const uint8_t *blk = (const uint8_t *)stage[warp] + r.lane * 34;
+            const int *a = (const int *)(aq + (size_t)b * 32);
+            int isum = 0;
+#pragma unroll
+            for (int j = 0; j < 8; j++) isum = __dp4a(pack4(blk + 2 + 4 * j), a[j], isum);
+            acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(f16_at(blk), as[b]), (float)isum));
+        }
+        __syncwarp();
+    }
+    slot_store(y, rows, r, acc);
+}
+
 // ggml_e8m0_to_fp32_half: 2^(e-128), the MXFP4 scale halved because the
 // value table is stored doubled.
 __device__ __forceinline__ float e8m0_half(uint8_t e) {
@@ -211,6 +276,8 @@ extern "C" __global__ void mm_q2_k(const uint8_t *w, long long w_stride, const i
     const block_q8_K *ya = act + r.act / 256;
     int sb = r.lane % 16, half_warp = r.lane / 16;
     float acc = 0.0f;
+    // Unrolled so the loads of several blocks are in flight at once.
+#pragma unroll 4
     for (int b0 = 0; b0 < nb; b0 += 2) {
         int b = b0 + half_warp;
         int isum = 0, summs = 0;
@@ -293,6 +360,7 @@ extern "C" __global__ void mm_iq2_xxs(const uint8_t *w, long long w_stride, cons
     const block_q8_K *ya = act + r.act / 256;
     int g = r.lane % 8, quarter = r.lane / 8;
     float acc = 0.0f;
+#pragma unroll 4
     for (int b0 = 0; b0 < nb; b0 += 4) {
         int b = b0 + quarter;
         int val = 0;
@@ -757,10 +825,6 @@ extern "C" __global__ void argmax(const float *x, int n, int *out) {
 
 #define TILE 8
 #define TILE_Q8 16
-
-__device__ __forceinline__ int pack4(const uint8_t *p) {
-    return (int)((uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24));
-}
 
 // Q8_0 weights shared by every slot (a chunk of tokens): slots
 // blockIdx.x*TILE_Q8 .. +TILE_Q8 of `count`, activation of slot s at s*cols.

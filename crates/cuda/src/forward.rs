@@ -739,7 +739,11 @@ impl GpuModel {
                 let (qs, scales) = (ws.q8_qs.at(0, nb * 32), ws.q8_sc.at(0, nb));
                 g.k_quantize_q8_0(x, qs, scales)?;
                 let shared = slots.ids.is_none() && slots.w_mod == 1 && slots.act_div == 1;
-                if m.kind == MatKernel::Q8_0 && shared && slots.act_stride == m.cols {
+                if m.kind == MatKernel::Q8_0
+                    && shared
+                    && slots.count > 1
+                    && slots.act_stride == m.cols
+                {
                     return g.k_mm_q8_0_tiles(m.w.ptr, rows, m.cols, qs, scales, slots.count, y);
                 }
                 Act::Q8_0 { qs, scales }

@@ -18,6 +18,13 @@ use crate::ops::{Gpu, Kernel};
 /// Warps per block of the row-per-warp kernels.
 pub(crate) const WARPS: u32 = 8;
 
+/// Whether `mm_q8_0_staged` may read these rows with 16-byte loads: rows of
+/// a multiple of 8 blocks (272 bytes) at 16-byte aligned addresses, and
+/// activations at 4-byte aligned offsets.
+fn q8_0_staged(w: DPtr<u8>, cols: usize, slots: &Slots) -> bool {
+    cols % 256 == 0 && w.addr % 16 == 0 && slots.w_stride % 16 == 0 && slots.act_stride % 32 == 0
+}
+
 /// Slots per block of the Q8_0 weight-reusing kernel (TILE_Q8 in forward.cu).
 const TILE_Q8: u32 = 16;
 
@@ -237,6 +244,7 @@ impl Gpu {
             MatKernel::F16 if wide => Kernel::MmF16Wide,
             MatKernel::F32 => Kernel::MmF32,
             MatKernel::F16 => Kernel::MmF16,
+            MatKernel::Q8_0 if q8_0_staged(w, cols, &slots) => Kernel::MmQ80Staged,
             MatKernel::Q8_0 => Kernel::MmQ80,
             MatKernel::Mxfp4 => Kernel::MmMxfp4,
             MatKernel::Q2K => Kernel::MmQ2K,

@@ -67,10 +67,11 @@ pub(crate) enum Kernel {
     MathProbe,
     Sample,
     TopLogits,
+    MmQ80Staged,
 }
 
 /// The `extern "C"` names `Gpu::new` loads, indexed by [`Kernel`].
-pub const KERNELS: [&str; 38] = [
+pub const KERNELS: [&str; 39] = [
     "quantize_q8_0_act",
     "quantize_q8_k",
     "mm_q8_0",
@@ -109,6 +110,7 @@ pub const KERNELS: [&str; 38] = [
     "math_probe",
     "sample",
     "top_logits",
+    "mm_q8_0_staged",
 ];
 
 /// Bytes of one Q8_K activation block (`gguf::quant::BlockQ8K`).
