@@ -167,6 +167,8 @@ extern "C" __global__ void mm_f16(const uint8_t *w, long long w_stride, const in
     const uint16_t *wr = (const uint16_t *)r.w;
     const float *xa = x + r.act;
     float acc = 0.0f;
+    // Unrolled: the loads of 8 terms are issued before their (ordered) adds.
+#pragma unroll 8
     for (int i = r.lane; i < cols; i += WARP) acc = __fadd_rn(acc, __fmul_rn(half_to_float(wr[i]), xa[i]));
     slot_store(y, rows, r, acc);
 }
@@ -180,6 +182,8 @@ extern "C" __global__ void mm_f32(const uint8_t *w, long long w_stride, const in
     const float *wr = (const float *)r.w;
     const float *xa = x + r.act;
     float acc = 0.0f;
+    // Unrolled: the loads of 8 terms are issued before their (ordered) adds.
+#pragma unroll 8
     for (int i = r.lane; i < cols; i += WARP) acc = __fadd_rn(acc, __fmul_rn(wr[i], xa[i]));
     slot_store(y, rows, r, acc);
 }
@@ -225,30 +229,50 @@ __device__ __forceinline__ void add_in_lane_order(float &acc, float term, int b,
     if (b >= 0 && lane == b % WARP) acc = __fadd_rn(acc, v);
 }
 
-// Q2_K sub-block `sb` (values 16sb..16sb+15) of the 64 code bytes `qs`, as
-// four words of int8 codes for dp4a.
+// The decoders below read weight blocks with 4-byte loads: every weight
+// tensor is its own allocation (256-byte aligned), Q2_K blocks are 84 bytes
+// and IQ2_XXS blocks 66, so Q2_K code bytes are 4-byte aligned and IQ2_XXS
+// fields 2-byte aligned. The kernels are bound by load instructions, not
+// bytes (one byte load per code byte before).
+
+// Q2_K sub-block `sb` (values 16sb..16sb+15) of the 64 code bytes `qs`
+// (4-byte aligned), as four words of int8 codes for dp4a: the 2-bit field j
+// of each byte of a word, `(word >> 2j) & 0x03030303`.
 __device__ __forceinline__ void q2k_sub(const uint8_t *qs, int sb, int *wv) {
     int h = sb / 8, j = (sb % 8) / 2, hf = sb % 2;
-    const uint8_t *q = qs + 32 * h + 16 * hf;
+    const uint32_t *q = (const uint32_t *)(qs + 32 * h + 16 * hf);
 #pragma unroll
-    for (int k = 0; k < 4; k++) {
-        uint32_t v = 0;
-#pragma unroll
-        for (int m = 0; m < 4; m++) v |= (uint32_t)((q[4 * k + m] >> (2 * j)) & 3) << (8 * m);
-        wv[k] = (int)v;
+    for (int k = 0; k < 4; k++) wv[k] = (int)((q[k] >> (2 * j)) & 0x03030303u);
+}
+
+// The two little-endian words at `p` and `p + 4` (`p` 2-byte aligned) from
+// three aligned loads.
+__device__ __forceinline__ void u32x2_at_a2(const uint8_t *p, uint32_t &a, uint32_t &b) {
+    uintptr_t addr = (uintptr_t)p;
+    const uint32_t *q = (const uint32_t *)(addr & ~(uintptr_t)3);
+    uint32_t w0 = q[0], w1 = q[1];
+    if ((addr & 3) == 0) {
+        a = w0;
+        b = w1;
+    } else {
+        uint32_t w2 = q[2];
+        a = __funnelshift_r(w0, w1, 16);
+        b = __funnelshift_r(w1, w2, 16);
     }
 }
 
-// IQ2_XXS group `g` (values 32g..32g+31) of block `x` as eight words of
-// signed int8 values for dp4a; returns the group's scale 2*(B>>28)+1.
-__device__ __forceinline__ int iq2_group(const uint8_t *x, int g, const uint64_t *grid, const uint8_t *ksigns,
-                                         int *wv) {
-    uint32_t A = u32_at(x + 2 + 8 * g);
-    uint32_t B = u32_at(x + 6 + 8 * g);
+// IQ2_XXS group `g` (values 32g..32g+31) of block `x` (2-byte aligned) as
+// eight words of signed int8 values for dp4a; returns the group's scale
+// 2*(B>>28)+1. The sign byte of index k is KSIGNS[k] = k | parity(k) << 7
+// (gguf::quant::tables), computed instead of looked up.
+__device__ __forceinline__ int iq2_group(const uint8_t *x, int g, const uint64_t *grid, int *wv) {
+    uint32_t A, B;
+    u32x2_at_a2(x + 2 + 8 * g, A, B);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         uint64_t gr = grid[(A >> (8 * i)) & 0xFF];
-        uint8_t signs = ksigns[(B >> (7 * i)) & 127];
+        uint32_t k = (B >> (7 * i)) & 127;
+        uint32_t signs = k | ((__popc(k) & 1) << 7);
         uint32_t lo = 0, hi = 0;
 #pragma unroll
         for (int j = 0; j < 8; j++) {
@@ -349,11 +373,11 @@ extern "C" __global__ void mm_q4_k(const uint8_t *w, long long w_stride, const i
 // group (8 lanes per 256-block, four blocks per pass): the group's integer
 // sum times its scale, summed exactly over the block's lanes into bsum; the
 // block's float term d*bsum is added in the lane order of the one-lane-per-
-// block layout, the 1/8 applied once at the end. `grid` (256 u64) and
-// `ksigns` (128 bytes) are gguf::quant::tables, uploaded at start.
+// block layout, the 1/8 applied once at the end. `grid` (256 u64) is
+// gguf::quant::tables::IQ2XXS_GRID, uploaded at start.
 extern "C" __global__ void mm_iq2_xxs(const uint8_t *w, long long w_stride, const int *ids, int w_mod, int rows,
                                       int cols, const block_q8_K *act, int act_div, int act_stride,
-                                      const uint64_t *grid, const uint8_t *ksigns, float *y) {
+                                      const uint64_t *grid, float *y) {
     int nb = cols / 256;
     SlotRow r;
     if (!slot_row(w, w_stride, ids, w_mod, rows, (long long)nb * 66, act_div, act_stride, r)) return;
@@ -370,7 +394,7 @@ extern "C" __global__ void mm_iq2_xxs(const uint8_t *w, long long w_stride, cons
             const block_q8_K *a = ya + b;
             const int *aq = (const int *)(a->qs + 32 * g);
             int wv[8];
-            int ls = iq2_group(x, g, grid, ksigns, wv);
+            int ls = iq2_group(x, g, grid, wv);
             int sumi = 0;
 #pragma unroll
             for (int i = 0; i < 8; i++) sumi = __dp4a(wv[i], aq[i], sumi);
@@ -901,8 +925,7 @@ extern "C" __global__ void moe_group(const int *experts, int n, int n_expert, in
 // weight blocks to int8 once per TILE slots of that expert.
 extern "C" __global__ void mm_iq2_xxs_grouped(const uint8_t *w, long long w_stride, const int *offsets,
                                               const int *order, int rows, int cols, const block_q8_K *act,
-                                              int act_div, int act_stride, const uint64_t *grid,
-                                              const uint8_t *ksigns, float *y) {
+                                              int act_div, int act_stride, const uint64_t *grid, float *y) {
     int e = blockIdx.x;
     int row = blockIdx.y * (blockDim.x / WARP) + threadIdx.x / WARP;
     int lane = threadIdx.x % WARP;
@@ -920,7 +943,7 @@ extern "C" __global__ void mm_iq2_xxs_grouped(const uint8_t *w, long long w_stri
             int wv[64];
             int ls[8];
 #pragma unroll
-            for (int g = 0; g < 8; g++) ls[g] = iq2_group(x, g, grid, ksigns, wv + 8 * g);
+            for (int g = 0; g < 8; g++) ls[g] = iq2_group(x, g, grid, wv + 8 * g);
             float wd = f16_at(x);
 #pragma unroll
             for (int i = 0; i < TILE; i++) {

@@ -281,9 +281,9 @@ impl Gpu {
             }
         }
         b.arg(&div).arg(&st);
-        let (g, s) = (self.iq2_grid_addr(), self.ksigns_addr());
+        let g = self.iq2_grid_addr();
         if kind == MatKernel::Iq2Xxs {
-            b.arg(&g).arg(&s);
+            b.arg(&g);
         }
         b.arg(&ya);
         let (grid, block) = if wide && matches!(kind, MatKernel::F32 | MatKernel::F16) {
@@ -298,7 +298,7 @@ impl Gpu {
             )
         };
         // SAFETY: mm_*(const uint8_t*, long long, const int*, int, int, int,
-        // <activation>, int, int, [grid, ksigns,] float*) as declared in
+        // <activation>, int, int, [grid,] float*) as declared in
         // kernels/forward.cu; the activation variant matches the kernel
         // (callers pick it from the weight format) and the callers size
         // w, the activations and y for `slots`.
@@ -878,7 +878,7 @@ impl Gpu {
         let (wa, oa, ra, aa, ya) = (w.addr, groups.0.addr, groups.1.addr, act.addr, y.addr);
         let stride = w_stride as i64;
         let (r, c, div, st) = (i(rows), i(cols), i(act_div.max(1)), i(act_stride));
-        let (g, s) = (self.iq2_grid_addr(), self.ksigns_addr());
+        let g = self.iq2_grid_addr();
         let mut b = self.stream.launch_builder(self.kernel(k));
         b.arg(&wa)
             .arg(&stride)
@@ -890,7 +890,7 @@ impl Gpu {
             .arg(&div)
             .arg(&st);
         if kind == MatKernel::Iq2Xxs {
-            b.arg(&g).arg(&s);
+            b.arg(&g);
         }
         b.arg(&ya);
         let grid = (n_expert as u32, (rows as u32).div_ceil(WARPS), 1);

@@ -122,9 +122,8 @@ pub struct Gpu {
     name: String,
     /// Loaded kernels, indexed by [`Kernel`].
     kernels: Vec<CudaFunction>,
-    /// IQ2_XXS decoding tables (gguf::quant::tables), uploaded once.
+    /// The IQ2_XXS decoding grid (gguf::quant::tables), uploaded once.
     iq2_grid: CudaSlice<u64>,
-    ksigns: CudaSlice<u8>,
 }
 
 /// A Q8_K-quantized activation on the device: `blocks` blocks of 256
@@ -159,7 +158,6 @@ impl Gpu {
         let stream = ctx.default_stream();
         Ok(Gpu {
             iq2_grid: stream.clone_htod(&tables::IQ2XXS_GRID)?,
-            ksigns: stream.clone_htod(&tables::KSIGNS)?,
             stream,
             name,
             kernels,
@@ -172,10 +170,6 @@ impl Gpu {
 
     pub(crate) fn iq2_grid_addr(&self) -> u64 {
         self.iq2_grid.device_ptr(&self.stream).0
-    }
-
-    pub(crate) fn ksigns_addr(&self) -> u64 {
-        self.ksigns.device_ptr(&self.stream).0
     }
 
     /// The address of a whole buffer.

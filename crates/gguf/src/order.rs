@@ -36,7 +36,7 @@ pub const NORM_THREADS: usize = 1024;
 pub const WIDE_ROWS: usize = 64;
 
 /// Threads of the block-order sums of wide rows.
-pub const WIDE_THREADS: usize = 256;
+pub const WIDE_THREADS: usize = 1024;
 
 /// Whether a `rows x cols` F16/F32 matrix takes the block order.
 pub fn is_wide(rows: usize, cols: usize) -> bool {
