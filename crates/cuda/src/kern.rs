@@ -22,7 +22,10 @@ pub(crate) const WARPS: u32 = 8;
 /// a multiple of 8 blocks (272 bytes) at 16-byte aligned addresses, and
 /// activations at 4-byte aligned offsets.
 fn q8_0_staged(w: DPtr<u8>, cols: usize, slots: &Slots) -> bool {
-    cols % 256 == 0 && w.addr % 16 == 0 && slots.w_stride % 16 == 0 && slots.act_stride % 32 == 0
+    cols.is_multiple_of(256)
+        && w.addr.is_multiple_of(16)
+        && slots.w_stride.is_multiple_of(16)
+        && slots.act_stride.is_multiple_of(32)
 }
 
 /// Slots per block of the Q8_0 weight-reusing kernel (TILE_Q8 in forward.cu).
