@@ -275,23 +275,67 @@ __device__ void hc_split_one(const float *x, const float *scale, const float *ba
     for (int i = 0; i < N * N; i++) comb[i] = p[i];
 }
 
-// The split of `count` tokens (mix rows of 2n + n²), one thread each.
+// hc_split_one with one lane per matrix entry (N*N <= 32): lane r*N + c
+// holds P[r][c], and every lane of a row (column) forms that row's (column's)
+// sum from the same values in the same order as hc_split_one, so the results
+// are identical while each Sinkhorn pass costs one sum instead of N*N serial
+// steps. Every lane of the warp must call it (the shuffles take all 32).
+template <int N>
+__device__ void hc_split_warp(const float *x, const float *scale, const float *base, int iters, float eps,
+                              float *pre, float *post, float *comb, int lane) {
+    const unsigned FULL = 0xffffffffu;
+    if (lane < N) {
+        float z0 = __fadd_rn(__fmul_rn(x[lane], scale[0]), base[lane]);
+        pre[lane] = __fadd_rn(__fdiv_rn(1.0f, __fadd_rn(1.0f, det_exp(-z0))), eps);
+        float z1 = __fadd_rn(__fmul_rn(x[N + lane], scale[1]), base[N + lane]);
+        post[lane] = __fmul_rn(2.0f, __fdiv_rn(1.0f, __fadd_rn(1.0f, det_exp(-z1))));
+    }
+    const int off = 2 * N;
+    bool on = lane < N * N;
+    int r = on ? lane / N : 0, c = on ? lane % N : 0;
+    float a = __fadd_rn(__fmul_rn(x[off + N * r + c], scale[2]), base[off + N * r + c]);
+    float mx = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < N; k++) mx = fmaxf(mx, __shfl_sync(FULL, a, N * r + k));
+    float e = det_exp(__fsub_rn(a, mx));
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < N; k++) sum = __fadd_rn(sum, __shfl_sync(FULL, e, N * r + k));
+    float p = __fadd_rn(__fmul_rn(e, __fdiv_rn(1.0f, sum)), eps);
+    for (int it = 0; it < iters; it++) {
+        if (it > 0) {
+            float s = 0.0f;
+#pragma unroll
+            for (int k = 0; k < N; k++) s = __fadd_rn(s, __shfl_sync(FULL, p, N * r + k));
+            p = __fmul_rn(p, __fdiv_rn(1.0f, __fadd_rn(s, eps)));
+        }
+        float s = 0.0f;
+#pragma unroll
+        for (int k = 0; k < N; k++) s = __fadd_rn(s, __shfl_sync(FULL, p, N * k + c));
+        p = __fmul_rn(p, __fdiv_rn(1.0f, __fadd_rn(s, eps)));
+    }
+    if (on) comb[lane] = p;
+}
+
+// The split of `count` tokens (mix rows of 2n + n²), one warp each: a lane
+// per matrix entry up to n = 5, lane 0 alone beyond.
 extern "C" __global__ void hc_split(const float *mix, int count, int n_hc, const float *scale,
                                     const float *base, int iters, float eps, float *pre, float *post,
                                     float *comb) {
-    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    int t = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
+    int lane = threadIdx.x % WARP;
     if (t >= count) return;
     const float *x = mix + (size_t)t * (2 * n_hc + n_hc * n_hc);
     float *pr = pre + t * n_hc, *po = post + t * n_hc, *co = comb + (size_t)t * n_hc * n_hc;
     switch (n_hc) {
-    case 1: hc_split_one<1>(x, scale, base, iters, eps, pr, po, co); break;
-    case 2: hc_split_one<2>(x, scale, base, iters, eps, pr, po, co); break;
-    case 3: hc_split_one<3>(x, scale, base, iters, eps, pr, po, co); break;
-    case 4: hc_split_one<4>(x, scale, base, iters, eps, pr, po, co); break;
-    case 5: hc_split_one<5>(x, scale, base, iters, eps, pr, po, co); break;
-    case 6: hc_split_one<6>(x, scale, base, iters, eps, pr, po, co); break;
-    case 7: hc_split_one<7>(x, scale, base, iters, eps, pr, po, co); break;
-    case 8: hc_split_one<8>(x, scale, base, iters, eps, pr, po, co); break;
+    case 1: hc_split_warp<1>(x, scale, base, iters, eps, pr, po, co, lane); break;
+    case 2: hc_split_warp<2>(x, scale, base, iters, eps, pr, po, co, lane); break;
+    case 3: hc_split_warp<3>(x, scale, base, iters, eps, pr, po, co, lane); break;
+    case 4: hc_split_warp<4>(x, scale, base, iters, eps, pr, po, co, lane); break;
+    case 5: hc_split_warp<5>(x, scale, base, iters, eps, pr, po, co, lane); break;
+    case 6: if (lane == 0) hc_split_one<6>(x, scale, base, iters, eps, pr, po, co); break;
+    case 7: if (lane == 0) hc_split_one<7>(x, scale, base, iters, eps, pr, po, co); break;
+    case 8: if (lane == 0) hc_split_one<8>(x, scale, base, iters, eps, pr, po, co); break;
     default: break;
     }
 }

@@ -245,6 +245,15 @@ __device__ __forceinline__ void q2k_sub(const uint8_t *qs, int sb, int *wv) {
     for (int k = 0; k < 4; k++) wv[k] = (int)((q[k] >> (2 * j)) & 0x03030303u);
 }
 
+// Four grid bytes (each < 128) with byte j negated where bit j of `s` is
+// set, four at a time: the bits spread to 0/0xFF byte masks m, then
+// (v ^ m) - m per byte is -v where m = 0xFF and v where m = 0 (the same
+// int8 values as negating byte by byte).
+__device__ __forceinline__ uint32_t apply_signs(uint32_t v, uint32_t s) {
+    uint32_t m = ((s & 1u) | ((s & 2u) << 7) | ((s & 4u) << 14) | ((s & 8u) << 21)) * 0xFFu;
+    return __vsub4(v ^ m, m);
+}
+
 // The two little-endian words at `p` and `p + 4` (`p` 2-byte aligned) from
 // three aligned loads.
 __device__ __forceinline__ void u32x2_at_a2(const uint8_t *p, uint32_t &a, uint32_t &b) {
@@ -273,16 +282,8 @@ __device__ __forceinline__ int iq2_group(const uint8_t *x, int g, const uint64_t
         uint64_t gr = grid[(A >> (8 * i)) & 0xFF];
         uint32_t k = (B >> (7 * i)) & 127;
         uint32_t signs = k | ((__popc(k) & 1) << 7);
-        uint32_t lo = 0, hi = 0;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            int gv = (int)((gr >> (8 * j)) & 0xFF);
-            uint32_t byte = (uint32_t)(((signs >> j) & 1 ? -gv : gv) & 0xFF);
-            if (j < 4) lo |= byte << (8 * j);
-            else hi |= byte << (8 * (j - 4));
-        }
-        wv[2 * i] = (int)lo;
-        wv[2 * i + 1] = (int)hi;
+        wv[2 * i] = (int)apply_signs((uint32_t)gr, signs & 15);
+        wv[2 * i + 1] = (int)apply_signs((uint32_t)(gr >> 32), signs >> 4);
     }
     return 2 * (int)(B >> 28) + 1;
 }

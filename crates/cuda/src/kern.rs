@@ -430,9 +430,9 @@ impl Gpu {
             .arg(&eps);
         b.arg(&pa).arg(&qa).arg(&ca);
         // SAFETY: hc_split(const float*, int, int, const float*, const
-        // float*, int, float, float*, float*, float*); one thread per token,
-        // 64 per block (its unrolled matrices take 80 registers).
-        unsafe { b.launch(cfg(((count as u32).div_ceil(64), 1, 1), 64, 0)) }?;
+        // float*, int, float, float*, float*, float*); one warp per token,
+        // WARPS tokens per block.
+        unsafe { b.launch(cfg(((count as u32).div_ceil(WARPS), 1, 1), 32 * WARPS, 0)) }?;
         Ok(())
     }
 
