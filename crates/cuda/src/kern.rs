@@ -12,7 +12,7 @@ use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelA
 
 use gguf::order;
 
-use crate::error::Result;
+use crate::error::{CudaError, Result};
 use crate::ops::{Gpu, Kernel};
 
 /// Warps per block of the row-per-warp kernels.
@@ -26,6 +26,21 @@ fn q8_0_staged(w: DPtr<u8>, cols: usize, slots: &Slots) -> bool {
         && w.addr.is_multiple_of(16)
         && slots.w_stride.is_multiple_of(16)
         && slots.act_stride.is_multiple_of(32)
+}
+
+/// The Q2_K and IQ2_XXS decoders read their blocks with 4-byte loads
+/// (forward.cu), which need every matrix to start 4-byte aligned; a
+/// misaligned address would fault on the device, so it is refused here.
+fn check_word_aligned(kind: MatKernel, w: DPtr<u8>, w_stride: usize) -> Result<()> {
+    let aligned = w.addr.is_multiple_of(4) && w_stride.is_multiple_of(4);
+    if matches!(kind, MatKernel::Q2K | MatKernel::Iq2Xxs) && !aligned {
+        return Err(CudaError::Shape {
+            what: "Q2_K / IQ2_XXS weight address and matrix stride",
+            expected: "multiples of 4 bytes".into(),
+            got: format!("{:#x} and {w_stride}", w.addr),
+        });
+    }
+    Ok(())
 }
 
 /// Slots per block of the Q8_0 weight-reusing kernel (TILE_Q8 in forward.cu).
@@ -241,6 +256,7 @@ impl Gpu {
         slots: Slots,
         y: DPtr<f32>,
     ) -> Result<()> {
+        check_word_aligned(kind, w, slots.w_stride)?;
         let wide = order::is_wide(rows, cols);
         let k = match kind {
             MatKernel::F32 if wide => Kernel::MmF32Wide,
@@ -873,6 +889,7 @@ impl Gpu {
         act_stride: usize,
         y: DPtr<f32>,
     ) -> Result<()> {
+        check_word_aligned(kind, w, w_stride)?;
         let k = match kind {
             MatKernel::Iq2Xxs => Kernel::MmIq2XxsGrouped,
             MatKernel::Q2K => Kernel::MmQ2KGrouped,
@@ -1024,4 +1041,27 @@ pub(crate) struct AttnArgs {
     pub scale: f32,
     pub max_keys: usize,
     pub out: DPtr<f32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(addr: u64) -> DPtr<u8> {
+        DPtr {
+            addr,
+            len: 1 << 20,
+            _t: PhantomData,
+        }
+    }
+
+    #[test]
+    fn word_loads_need_aligned_k_quant_matrices() {
+        for kind in [MatKernel::Q2K, MatKernel::Iq2Xxs] {
+            assert!(check_word_aligned(kind, at(0x1000), 84 * 8).is_ok());
+            assert!(check_word_aligned(kind, at(0x1002), 84 * 8).is_err());
+            assert!(check_word_aligned(kind, at(0x1000), 66).is_err());
+        }
+        assert!(check_word_aligned(MatKernel::Q8_0, at(0x1001), 34).is_ok());
+    }
 }
