@@ -851,10 +851,12 @@ extern "C" __global__ void argmax(const float *x, int n, int *out) {
 #define TILE 8
 #define TILE_Q8 16
 
-// Q8_0 weights shared by every slot (a chunk of tokens): slots
-// blockIdx.x*TILE_Q8 .. +TILE_Q8 of `count`, activation of slot s at s*cols.
+// Q8_0 weights shared by every slot (a chunk of tokens, or one output
+// group of them): slots blockIdx.x*TILE_Q8 .. +TILE_Q8 of `count`, the
+// activation of slot s at s*a_stride (a multiple of 32), its output at
+// y + s*y_stride.
 extern "C" __global__ void mm_q8_0_tiles(const uint8_t *w, int rows, int cols, const int8_t *qs,
-                                         const float *scales, int count, float *y) {
+                                         const float *scales, int count, int a_stride, int y_stride, float *y) {
     // Each warp stages 32 consecutive blocks (1088 bytes) of its row with
     // coalesced 4-byte loads, then lane l reads block l from shared memory:
     // the same blocks per lane as a strided loop, so the same sums.
@@ -890,7 +892,7 @@ extern "C" __global__ void mm_q8_0_tiles(const uint8_t *w, int rows, int cols, c
 #pragma unroll
             for (int i = 0; i < TILE_Q8; i++) {
                 if (i < ns) {
-                    long long a0 = (long long)(s0 + i) * cols + (long long)b * 32;
+                    long long a0 = (long long)(s0 + i) * a_stride + (long long)b * 32;
                     const int *a = (const int *)(qs + a0);
                     int isum = 0;
 #pragma unroll
@@ -904,7 +906,7 @@ extern "C" __global__ void mm_q8_0_tiles(const uint8_t *w, int rows, int cols, c
 #pragma unroll
     for (int i = 0; i < TILE_Q8; i++) {
         float v = warp_sum(acc[i]);
-        if (lane == 0 && i < ns) y[(long long)(s0 + i) * rows + row] = v;
+        if (lane == 0 && i < ns) y[(long long)(s0 + i) * y_stride + row] = v;
     }
 }
 

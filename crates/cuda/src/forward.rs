@@ -338,6 +338,18 @@ pub enum LoadEvent<'p> {
     Upload { done: u64, total: u64 },
 }
 
+/// Whether a Q8_0 slot launch is the grouped output projection of several
+/// tokens (matrix `s % groups`, activation `s`), which the tile kernel
+/// serves one group at a time.
+fn grouped_tiles(slots: &Slots) -> bool {
+    slots.ids.is_none()
+        && slots.w_mod > 1
+        && slots.act_div == 1
+        && slots.count > slots.w_mod
+        && slots.count.is_multiple_of(slots.w_mod)
+        && slots.act_stride.is_multiple_of(32)
+}
+
 impl GpuModel {
     /// Checks the memory plan for `ctx` against the card, then uploads every
     /// weight, reporting both to `report`.
@@ -744,7 +756,20 @@ impl GpuModel {
                     && slots.count > 1
                     && slots.act_stride == m.cols
                 {
-                    return g.k_mm_q8_0_tiles(m.w.ptr, rows, m.cols, qs, scales, slots.count, y);
+                    let strides = (m.cols, rows);
+                    return g.k_mm_q8_0_tiles(
+                        m.w.ptr,
+                        rows,
+                        m.cols,
+                        qs,
+                        scales,
+                        slots.count,
+                        strides,
+                        y,
+                    );
+                }
+                if m.kind == MatKernel::Q8_0 && grouped_tiles(&slots) {
+                    return self.q8_0_groups(m, rows, (qs, scales), &slots, y);
                 }
                 Act::Q8_0 { qs, scales }
             }
@@ -755,6 +780,42 @@ impl GpuModel {
             }
         };
         g.k_mm(m.kind, m.w.ptr, rows, m.cols, act, slots, y)
+    }
+
+    /// The output groups of a prefill chunk (slot s = token * groups + g
+    /// takes matrix g and activation s): one tile launch per group, each
+    /// reusing its matrix across the chunk's tokens, instead of one slot per
+    /// (token, group) reading the weights again. Same sums as the slot
+    /// kernel (the tiles and slot kernels agree bit for bit).
+    fn q8_0_groups(
+        &self,
+        m: &DMat,
+        rows: usize,
+        (qs, scales): (DPtr<i8>, DPtr<f32>),
+        slots: &Slots,
+        y: DPtr<f32>,
+    ) -> Result<()> {
+        let (groups, ast) = (slots.w_mod, slots.act_stride);
+        let tokens = slots.count / groups;
+        for gi in 0..groups {
+            let w = m.w.ptr.at(gi * slots.w_stride, slots.w_stride);
+            let (q, s) = (
+                qs.at(gi * ast, qs.len() - gi * ast),
+                scales.at(gi * ast / 32, scales.len() - gi * ast / 32),
+            );
+            let strides = (groups * ast, groups * rows);
+            self.gpu.k_mm_q8_0_tiles(
+                w,
+                rows,
+                m.cols,
+                q,
+                s,
+                tokens,
+                strides,
+                y.at(gi * rows, y.len() - gi * rows),
+            )?;
+        }
+        Ok(())
     }
 
     /// `t` activation vectors through one matrix.

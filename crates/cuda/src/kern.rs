@@ -820,7 +820,9 @@ impl Gpu {
         Ok(())
     }
 
-    /// Q8_0 weights shared by `count` activation vectors of `cols`.
+    /// Q8_0 weights shared by `count` activation vectors of `cols`, the
+    /// vector of slot s at `s * a_stride` values (a multiple of 32) and its
+    /// output at `s * y_stride`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn k_mm_q8_0_tiles(
         &self,
@@ -830,10 +832,11 @@ impl Gpu {
         qs: DPtr<i8>,
         scales: DPtr<f32>,
         count: usize,
+        (a_stride, y_stride): (usize, usize),
         y: DPtr<f32>,
     ) -> Result<()> {
         let (wa, qa, sa, ya) = (w.addr, qs.addr, scales.addr, y.addr);
-        let (r, c, n) = (i(rows), i(cols), i(count));
+        let (r, c, n, ast, yst) = (i(rows), i(cols), i(count), i(a_stride), i(y_stride));
         let mut b = self.stream.launch_builder(self.kernel(Kernel::MmQ80Tiles));
         b.arg(&wa)
             .arg(&r)
@@ -841,6 +844,8 @@ impl Gpu {
             .arg(&qa)
             .arg(&sa)
             .arg(&n)
+            .arg(&ast)
+            .arg(&yst)
             .arg(&ya);
         let grid = (
             (count as u32).div_ceil(TILE_Q8),
@@ -848,8 +853,10 @@ impl Gpu {
             1,
         );
         // SAFETY: mm_q8_0_tiles(const uint8_t*, int, int, const int8_t*,
-        // const float*, int, float*); the activation holds count*cols codes
-        // (4-byte aligned: cols is a multiple of 32), y count*rows values.
+        // const float*, int, int, int, float*); the activation holds a code
+        // at (count-1)*a_stride + cols - 1 (4-byte aligned rows: a_stride
+        // and cols are multiples of 32), y a value at (count-1)*y_stride +
+        // rows - 1 (the callers size both).
         unsafe { b.launch(cfg(grid, 32 * WARPS, 0)) }?;
         Ok(())
     }

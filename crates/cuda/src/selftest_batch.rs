@@ -39,7 +39,17 @@ fn q8_0_tiles(
     let act = gpu.quantize_q8_0_act(&dx)?;
     let (qs, scales) = (gpu.ptr(&act.qs), gpu.ptr(&act.scales));
     let tiles = s.alloc_zeros::<f32>(count * rows)?;
-    gpu.k_mm_q8_0_tiles(gpu.ptr(&dw), rows, cols, qs, scales, count, gpu.ptr(&tiles))?;
+    let strides = (cols, rows);
+    gpu.k_mm_q8_0_tiles(
+        gpu.ptr(&dw),
+        rows,
+        cols,
+        qs,
+        scales,
+        count,
+        strides,
+        gpu.ptr(&tiles),
+    )?;
     let slots = s.alloc_zeros::<f32>(count * rows)?;
     let a = Act::Q8_0 { qs, scales };
     gpu.k_mm(
@@ -73,6 +83,55 @@ fn q8_0_tiles(
             same_bits(&t, &sl),
         ),
     ])
+}
+
+/// The grouped output projection of `tokens` tokens (slot s = token *
+/// groups + g takes matrix g and activation s) by one strided tile launch
+/// per group, as prefill runs it, against the slot kernel, bit for bit.
+fn q8_0_group_tiles(
+    gpu: &Gpu,
+    rng: &mut Rng,
+    (groups, rows, cols): (usize, usize, usize),
+    tokens: usize,
+) -> Result<Check> {
+    let s = &gpu.stream;
+    let w = random_q8_0(rng, groups * rows, cols);
+    let count = tokens * groups;
+    let x: Vec<f32> = (0..count * cols).map(|_| rng.normalish() * 2.0).collect();
+    let (dw, dx) = (s.clone_htod(&w)?, s.clone_htod(&x)?);
+    let act = gpu.quantize_q8_0_act(&dx)?;
+    let (qs, scales) = (gpu.ptr(&act.qs), gpu.ptr(&act.scales));
+    let w_stride = w.len() / groups;
+    let tiles = s.alloc_zeros::<f32>(count * rows)?;
+    let (yt, wp) = (gpu.ptr(&tiles), gpu.ptr(&dw));
+    for g in 0..groups {
+        let (qo, so, yo) = (g * cols, g * cols / 32, g * rows);
+        gpu.k_mm_q8_0_tiles(
+            wp.at(g * w_stride, w_stride),
+            rows,
+            cols,
+            qs.at(qo, qs.len() - qo),
+            scales.at(so, scales.len() - so),
+            tokens,
+            (groups * cols, groups * rows),
+            yt.at(yo, yt.len() - yo),
+        )?;
+    }
+    let slots = s.alloc_zeros::<f32>(count * rows)?;
+    let grouped = Slots {
+        count,
+        ids: None,
+        w_mod: groups,
+        w_stride,
+        act_div: 1,
+        act_stride: cols,
+    };
+    let a = Act::Q8_0 { qs, scales };
+    gpu.k_mm(MatKernel::Q8_0, wp, rows, cols, a, grouped, gpu.ptr(&slots))?;
+    Ok(exact(
+        format!("mm_q8_0_tiles per output group ({groups} x {rows}x{cols}, {tokens} tokens) = slot kernel (bit-exact)"),
+        same_bits(&s.clone_dtoh(&tiles)?, &s.clone_dtoh(&slots)?),
+    ))
 }
 
 /// Expert-grouped IQ2_XXS / Q2_K against the per-slot kernel, bit for bit.
@@ -270,6 +329,8 @@ pub(crate) fn run(gpu: &Gpu, rng: &mut Rng) -> Result<Vec<Check>> {
     for (rows, cols, count) in [(1024, 4096, 37), (7, 96, 3), (4096, 1024, 16)] {
         out.extend(q8_0_tiles(gpu, rng, rows, cols, count)?);
     }
+    out.push(q8_0_group_tiles(gpu, rng, (8, 1024, 4096), 37)?);
+    out.push(q8_0_group_tiles(gpu, rng, (3, 40, 96), 5)?);
     for ty in [GgmlType::Iq2Xxs, GgmlType::Q2K] {
         out.push(grouped(gpu, rng, ty, 256, 4096)?);
         out.push(grouped(gpu, rng, ty, 33, 512)?);
