@@ -742,35 +742,22 @@ impl GpuModel {
         slots: Slots,
         y: DPtr<f32>,
     ) -> Result<()> {
+        let act = self.quantize(ws, m.act(), x)?;
+        self.apply(m, rows, act, slots, y)
+    }
+
+    /// `x` as kernels of activation kind `kind` read it (quantized into the
+    /// workspace's one activation buffer of that kind, which the next
+    /// quantization of that kind overwrites).
+    fn quantize(&self, ws: &Ws, kind: ActKind, x: DPtr<f32>) -> Result<Act> {
         let g = &self.gpu;
         let n = x.len();
-        let act = match m.act() {
+        Ok(match kind {
             ActKind::F32 => Act::F32(x),
             ActKind::Q8_0 => {
                 let nb = n.div_ceil(32);
                 let (qs, scales) = (ws.q8_qs.at(0, nb * 32), ws.q8_sc.at(0, nb));
                 g.k_quantize_q8_0(x, qs, scales)?;
-                let shared = slots.ids.is_none() && slots.w_mod == 1 && slots.act_div == 1;
-                if m.kind == MatKernel::Q8_0
-                    && shared
-                    && slots.count > 1
-                    && slots.act_stride == m.cols
-                {
-                    let strides = (m.cols, rows);
-                    return g.k_mm_q8_0_tiles(
-                        m.w.ptr,
-                        rows,
-                        m.cols,
-                        qs,
-                        scales,
-                        slots.count,
-                        strides,
-                        y,
-                    );
-                }
-                if m.kind == MatKernel::Q8_0 && grouped_tiles(&slots) {
-                    return self.q8_0_groups(m, rows, (qs, scales), &slots, y);
-                }
                 Act::Q8_0 { qs, scales }
             }
             ActKind::Q8K => {
@@ -778,7 +765,32 @@ impl GpuModel {
                 g.k_quantize_q8_k(x, q)?;
                 Act::Q8K(q)
             }
-        };
+        })
+    }
+
+    /// `y = W act` for every slot; Q8_0 weights shared by several tokens
+    /// take the weight-reusing tile kernel.
+    fn apply(&self, m: &DMat, rows: usize, act: Act, slots: Slots, y: DPtr<f32>) -> Result<()> {
+        let g = &self.gpu;
+        if let (MatKernel::Q8_0, Act::Q8_0 { qs, scales }) = (m.kind, act) {
+            let shared = slots.ids.is_none() && slots.w_mod == 1 && slots.act_div == 1;
+            if shared && slots.count > 1 && slots.act_stride == m.cols {
+                let strides = (m.cols, rows);
+                return g.k_mm_q8_0_tiles(
+                    m.w.ptr,
+                    rows,
+                    m.cols,
+                    qs,
+                    scales,
+                    slots.count,
+                    strides,
+                    y,
+                );
+            }
+            if grouped_tiles(&slots) {
+                return self.q8_0_groups(m, rows, (qs, scales), &slots, y);
+            }
+        }
         g.k_mm(m.kind, m.w.ptr, rows, m.cols, act, slots, y)
     }
 
@@ -813,6 +825,34 @@ impl GpuModel {
                 tokens,
                 strides,
                 y.at(gi * rows, y.len() - gi * rows),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `t` activation vectors through two matrices of the same input (q_a
+    /// and kv; the shared expert's gate and up), quantizing the input once
+    /// when both read the same activation kind.
+    fn mat2(
+        &self,
+        ws: &Ws,
+        (m1, y1): (&DMat, DPtr<f32>),
+        (m2, y2): (&DMat, DPtr<f32>),
+        x: DPtr<f32>,
+        t: usize,
+    ) -> Result<()> {
+        if m1.act() != m2.act() || m1.cols != m2.cols {
+            self.mat(ws, m1, x, t, y1)?;
+            return self.mat(ws, m2, x, t, y2);
+        }
+        let act = self.quantize(ws, m1.act(), x.at(0, t * m1.cols))?;
+        for (m, y) in [(m1, y1), (m2, y2)] {
+            self.apply(
+                m,
+                m.rows,
+                act,
+                Slots::tokens(t, m.cols),
+                y.at(0, t * m.rows),
             )?;
         }
         Ok(())
@@ -952,7 +992,8 @@ impl GpuModel {
         // Q path and the shared K=V row (attention.md §4).
         let ql = c.q_lora_rank;
         let (qr, qrn) = (ws.qr.at(0, t * ql), ws.qrn.at(0, t * ql));
-        self.mat(ws, &w.q_a, x, t, qr)?;
+        let (kvp, cur) = (ws.kvp.at(0, t * hd), ws.cur.at(0, t * hd));
+        self.mat2(ws, (&w.q_a, qr), (&w.kv, kvp), x, t)?;
         g.k_rms_norm(qr, Some(w.q_a_norm.ptr), ql, eps, qrn)?;
         self.rec(tr, "attn_q_residual", il, p0, t, qrn)?;
         let (q, q2) = (ws.q.at(0, t * nh * hd), ws.q2.at(0, t * nh * hd));
@@ -960,8 +1001,6 @@ impl GpuModel {
         g.k_rms_norm(q, None, hd, eps, q2)?;
         g.k_rope(q2, hd, freq, p0, nh, false)?;
         self.rec(tr, "attn_q", il, p0, t, q2)?;
-        let (kvp, cur) = (ws.kvp.at(0, t * hd), ws.cur.at(0, t * hd));
-        self.mat(ws, &w.kv, x, t, kvp)?;
         g.k_rms_norm(kvp, Some(w.kv_norm.ptr), hd, eps, cur)?;
         g.k_rope(cur, hd, freq, p0, 1, false)?;
         if self.opts.qat {
@@ -1168,8 +1207,7 @@ impl GpuModel {
         experts_mm(&w.down_exps, d, mid, 1, nf, down)?;
 
         let (gs, us, ms) = (ws.g.at(0, t * nf), ws.u.at(0, t * nf), ws.mid.at(0, t * nf));
-        self.mat(ws, &w.gate_shexp, x, t, gs)?;
-        self.mat(ws, &w.up_shexp, x, t, us)?;
+        self.mat2(ws, (&w.gate_shexp, gs), (&w.up_shexp, us), x, t)?;
         g.k_swiglu(gs, us, nf, clamp, None, 1.0, ms)?;
         let sh = ws.sh.at(0, t * d);
         self.mat(ws, &w.down_shexp, ms, t, sh)?;
