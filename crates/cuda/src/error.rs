@@ -31,6 +31,7 @@ pub enum CudaError {
 
 pub type Result<T, E = CudaError> = std::result::Result<T, E>;
 
-fn gib(b: u64) -> String {
+/// Bytes as "1.23 GiB".
+pub(crate) fn gib(b: u64) -> String {
     format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
 }

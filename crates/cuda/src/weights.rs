@@ -9,7 +9,7 @@ use cudarc::driver::CudaSlice;
 use gguf::GgufFile;
 use model::{AttentionKind, ModelConfig};
 
-use crate::error::{CudaError, Result};
+use crate::error::{gib, CudaError, Result};
 use crate::ops::Gpu;
 
 /// Device memory a session of `ctx` tokens needs, by kind.
@@ -80,6 +80,21 @@ impl MemoryPlan {
     }
 }
 
+/// "weights 8.85 GiB + attention state 0.02 GiB + workspace 1.30 GiB =
+/// 10.17 GiB": the plan as the commands print it before loading.
+impl std::fmt::Display for MemoryPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "weights {} + attention state {} + workspace {} = {}",
+            gib(self.weights),
+            gib(self.kv),
+            gib(self.workspace),
+            gib(self.total())
+        )
+    }
+}
+
 /// Every tensor of a model file, on the device, by name.
 pub struct DeviceWeights {
     tensors: HashMap<String, CudaSlice<u8>>,
@@ -118,6 +133,19 @@ impl DeviceWeights {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_prints_its_parts_and_total() {
+        let plan = MemoryPlan {
+            weights: 9_502_653_440,
+            kv: 21_474_836,
+            workspace: 1_395_864_371,
+        };
+        assert_eq!(
+            plan.to_string(),
+            "weights 8.85 GiB + attention state 0.02 GiB + workspace 1.30 GiB = 10.17 GiB"
+        );
+    }
 
     /// attention.md §14.2: at 1M context, ≈13.45 GiB of rows with f32
     /// storage (13.125 ratio-4, 0.31 ratio-128, 11 MB raw) plus 12,206,080

@@ -85,15 +85,9 @@ pub fn with_backend<W: WithBackend>(
                 .expect("valid template"),
             );
             let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-            let mut report = |e: cuda::LoadEvent<'_>| {
-                match e {
+            let mut report = |e: cuda::LoadEvent<'_>| match e {
                 cuda::LoadEvent::Plan { plan, free, total } => eprintln!(
-                    "ds4rs: GPU memory plan (ctx {ctx}): weights {:.2} GiB + attention state {:.2} GiB \
-                     + workspace {:.2} GiB = {:.2} GiB; {:.2} of {:.2} GiB free",
-                    gib(plan.weights),
-                    gib(plan.kv),
-                    gib(plan.workspace),
-                    gib(plan.total()),
+                    "ds4rs: GPU memory plan (ctx {ctx}): {plan}; {:.2} of {:.2} GiB free",
                     gib(free),
                     gib(total)
                 ),
@@ -101,7 +95,6 @@ pub fn with_backend<W: WithBackend>(
                     bar.set_length(total);
                     bar.set_position(done);
                 }
-            }
             };
             let backend =
                 engine::GpuBackend::load(model, model::Options::default(), ctx, &mut report)

@@ -53,11 +53,7 @@ fn upload(gpu: &cuda::Gpu, path: &PathBuf, ctx: usize) -> anyhow::Result<bool> {
     let (free, total) = gpu.mem_info()?;
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     println!(
-        "memory plan (ctx {ctx}): weights {:.2} GiB + attention state {:.2} GiB + workspace {:.2} GiB = {:.2} GiB; free {:.2} of {:.2} GiB",
-        gib(plan.weights),
-        gib(plan.kv),
-        gib(plan.workspace),
-        gib(plan.total()),
+        "memory plan (ctx {ctx}): {plan}; free {:.2} of {:.2} GiB",
         gib(free),
         gib(total)
     );
