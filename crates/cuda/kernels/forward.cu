@@ -802,42 +802,51 @@ extern "C" __global__ void attention(const float *q, const float *cur, const flo
 #undef KEY_ROW
 }
 
-// Index of the largest logit, the lowest on ties, NaN never chosen and 0
-// when nothing beats -inf (engine::sampler::argmax). One block.
-extern "C" __global__ void argmax(const float *x, int n, int *out) {
-    __shared__ float bv[32];
-    __shared__ int bi[32];
-    float best = -INFINITY;
-    int idx = n;
+// The first index of the largest of x[0, n): NaN never chosen, the lowest
+// index on ties, 0 when nothing beats -inf (sampling::argmax); *best gets
+// that value (-inf then). Every thread of the block gets both.
+__device__ int block_argmax(const float *x, int n, float *best) {
+    __shared__ float part_v[32];
+    __shared__ int part_i[32];
+    float bv = -INFINITY;
+    int bi = n;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        if (x[i] > best) {
-            best = x[i];
-            idx = i;
+        if (x[i] > bv) {
+            bv = x[i];
+            bi = i;
         }
     }
     for (int o = 16; o > 0; o >>= 1) {
-        float ob = __shfl_xor_sync(0xffffffffu, best, o);
-        int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (ob > best || (ob == best && oi < idx)) {
-            best = ob;
-            idx = oi;
+        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (ov > bv || (ov == bv && oi < bi)) {
+            bv = ov;
+            bi = oi;
         }
     }
-    int warp = threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    if (lane == 0) {
-        bv[warp] = best;
-        bi[warp] = idx;
+    if (threadIdx.x % WARP == 0) {
+        part_v[threadIdx.x / WARP] = bv;
+        part_i[threadIdx.x / WARP] = bi;
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)(blockDim.x / WARP); w++) {
-            if (bv[w] > best || (bv[w] == best && bi[w] < idx)) {
-                best = bv[w];
-                idx = bi[w];
-            }
+    bv = -INFINITY;
+    bi = n;
+    for (int w = 0; w < (int)(blockDim.x / WARP); w++) {
+        if (part_v[w] > bv || (part_v[w] == bv && part_i[w] < bi)) {
+            bv = part_v[w];
+            bi = part_i[w];
         }
-        *out = idx < n ? idx : 0;
     }
+    __syncthreads();
+    *best = bv;
+    return bi < n ? bi : 0;
+}
+
+// The greedy token of a row of logits (block_argmax). One block.
+extern "C" __global__ void argmax(const float *x, int n, int *out) {
+    float best;
+    int i = block_argmax(x, n, &best);
+    if (threadIdx.x == 0) *out = i;
 }
 
 // ---------------------------------------------------------------------------
@@ -925,107 +934,121 @@ extern "C" __global__ void moe_group(const int *experts, int n, int n_expert, in
     for (int s = 0; s < n; s++) order[cursor[experts[s]]++] = s;
 }
 
-// IQ2_XXS experts, one block per (expert, 8 rows): each lane decodes its
-// weight blocks to int8 once per TILE slots of that expert.
-extern "C" __global__ void mm_iq2_xxs_grouped(const uint8_t *w, long long w_stride, const int *offsets,
-                                              const int *order, int rows, int cols, const block_q8_K *act,
-                                              int act_div, int act_stride, const uint64_t *grid, float *y) {
+// The expert-grouped walk shared by the IQ2_XXS and Q2_K kernels: one block
+// per (expert, 8 rows), a row per warp, that expert's slots TILE at a time;
+// lane l decodes its weight blocks l, l+32, ... to int8 once per tile
+// (`Dec::decode`) and adds each slot's block term (`Dec::term`) in lane
+// order, so the sums are the slot kernels'; `Dec::finish` scales the warp's
+// sum. `Dec::BYTES` is the block size.
+template <typename Dec>
+__device__ void mm_grouped(const uint8_t *w, long long w_stride, const int *offsets, const int *order, int rows,
+                           int cols, const block_q8_K *act, int act_div, int act_stride, const Dec &dec,
+                           float *y) {
     int e = blockIdx.x;
     int row = blockIdx.y * (blockDim.x / WARP) + threadIdx.x / WARP;
     int lane = threadIdx.x % WARP;
     int first = offsets[e], n = offsets[e + 1] - first;
     if (row >= rows || n == 0) return;
     int nb = cols / 256;
-    const uint8_t *wr = w + (long long)e * w_stride + (size_t)row * nb * 66;
+    const uint8_t *wr = w + (long long)e * w_stride + (size_t)row * nb * Dec::BYTES;
     for (int c0 = 0; c0 < n; c0 += TILE) {
         int ns = min(TILE, n - c0);
         float acc[TILE];
 #pragma unroll
         for (int i = 0; i < TILE; i++) acc[i] = 0.0f;
         for (int b = lane; b < nb; b += WARP) {
-            const uint8_t *x = wr + (size_t)b * 66;
-            int wv[64];
-            int ls[8];
-#pragma unroll
-            for (int g = 0; g < 8; g++) ls[g] = iq2_group(x, g, grid, wv + 8 * g);
-            float wd = f16_at(x);
+            typename Dec::Block blk;
+            dec.decode(wr + (size_t)b * Dec::BYTES, blk);
 #pragma unroll
             for (int i = 0; i < TILE; i++) {
                 if (i < ns) {
                     int s = order[first + c0 + i];
                     const block_q8_K *a = act + ((long long)(s / act_div) * act_stride) / 256 + b;
-                    const int *aq = (const int *)a->qs;
-                    int bsum = 0;
-#pragma unroll
-                    for (int g = 0; g < 8; g++) {
-                        int sumi = 0;
-#pragma unroll
-                        for (int j = 0; j < 8; j++) sumi = __dp4a(wv[8 * g + j], aq[8 * g + j], sumi);
-                        bsum += sumi * ls[g];
-                    }
-                    acc[i] = __fadd_rn(acc[i], __fmul_rn(__fmul_rn(wd, a->d), (float)bsum));
+                    acc[i] = __fadd_rn(acc[i], dec.term(blk, a));
                 }
             }
         }
 #pragma unroll
         for (int i = 0; i < TILE; i++) {
             float v = warp_sum(acc[i]);
-            if (lane == 0 && i < ns) y[(long long)order[first + c0 + i] * rows + row] = __fmul_rn(0.125f, v);
+            if (lane == 0 && i < ns) y[(long long)order[first + c0 + i] * rows + row] = dec.finish(v);
         }
     }
 }
 
-// Q2_K experts, grouped like mm_iq2_xxs_grouped: the 2-bit codes decoded
-// to int8 once per TILE slots (sub-block s covers values 16s..16s+15).
+// IQ2_XXS blocks for mm_grouped: the term d*d_a*bsum of §5.6, the 1/8 of
+// (2ls+1)/8 applied once to the sum.
+struct Iq2Dec {
+    static constexpr int BYTES = 66;
+    const uint64_t *grid;
+    struct Block {
+        int wv[64];
+        int ls[8];
+        float wd;
+    };
+    __device__ void decode(const uint8_t *x, Block &blk) const {
+#pragma unroll
+        for (int g = 0; g < 8; g++) blk.ls[g] = iq2_group(x, g, grid, blk.wv + 8 * g);
+        blk.wd = f16_at(x);
+    }
+    __device__ float term(const Block &blk, const block_q8_K *a) const {
+        const int *aq = (const int *)a->qs;
+        int bsum = 0;
+#pragma unroll
+        for (int g = 0; g < 8; g++) {
+            int sumi = 0;
+#pragma unroll
+            for (int j = 0; j < 8; j++) sumi = __dp4a(blk.wv[8 * g + j], aq[8 * g + j], sumi);
+            bsum += sumi * blk.ls[g];
+        }
+        return __fmul_rn(__fmul_rn(blk.wd, a->d), (float)bsum);
+    }
+    __device__ float finish(float v) const { return __fmul_rn(0.125f, v); }
+};
+
+// Q2_K blocks for mm_grouped: the term dall*isum - dmin*summs of §5.4
+// (sub-block s covers values 16s..16s+15).
+struct Q2kDec {
+    static constexpr int BYTES = 84;
+    struct Block {
+        int wv[64];
+        const uint8_t *scales;
+        float dall_w, dmin_w;
+    };
+    __device__ void decode(const uint8_t *x, Block &blk) const {
+#pragma unroll
+        for (int sb = 0; sb < 16; sb++) q2k_sub(x + 16, sb, blk.wv + 4 * sb);
+        blk.scales = x;
+        blk.dall_w = f16_at(x + 80);
+        blk.dmin_w = f16_at(x + 82);
+    }
+    __device__ float term(const Block &blk, const block_q8_K *a) const {
+        const int *aq = (const int *)a->qs;
+        int summs = 0;
+        for (int j = 0; j < 16; j++) summs += (int)a->bsums[j] * (int)(blk.scales[j] >> 4);
+        int isum = 0;
+#pragma unroll
+        for (int sb = 0; sb < 16; sb++) {
+            int sub = 0;
+#pragma unroll
+            for (int q = 0; q < 4; q++) sub = __dp4a(blk.wv[4 * sb + q], aq[4 * sb + q], sub);
+            isum += (int)(blk.scales[sb] & 15) * sub;
+        }
+        float dall = __fmul_rn(a->d, blk.dall_w);
+        float dmin = __fmul_rn(a->d, blk.dmin_w);
+        return __fsub_rn(__fmul_rn(dall, (float)isum), __fmul_rn(dmin, (float)summs));
+    }
+    __device__ float finish(float v) const { return v; }
+};
+
+extern "C" __global__ void mm_iq2_xxs_grouped(const uint8_t *w, long long w_stride, const int *offsets,
+                                              const int *order, int rows, int cols, const block_q8_K *act,
+                                              int act_div, int act_stride, const uint64_t *grid, float *y) {
+    mm_grouped(w, w_stride, offsets, order, rows, cols, act, act_div, act_stride, Iq2Dec{grid}, y);
+}
+
 extern "C" __global__ void mm_q2_k_grouped(const uint8_t *w, long long w_stride, const int *offsets,
                                            const int *order, int rows, int cols, const block_q8_K *act,
                                            int act_div, int act_stride, float *y) {
-    int e = blockIdx.x;
-    int row = blockIdx.y * (blockDim.x / WARP) + threadIdx.x / WARP;
-    int lane = threadIdx.x % WARP;
-    int first = offsets[e], n = offsets[e + 1] - first;
-    if (row >= rows || n == 0) return;
-    int nb = cols / 256;
-    const uint8_t *wr = w + (long long)e * w_stride + (size_t)row * nb * 84;
-    for (int c0 = 0; c0 < n; c0 += TILE) {
-        int ns = min(TILE, n - c0);
-        float acc[TILE];
-#pragma unroll
-        for (int i = 0; i < TILE; i++) acc[i] = 0.0f;
-        for (int b = lane; b < nb; b += WARP) {
-            const uint8_t *x = wr + (size_t)b * 84;
-            const uint8_t *scales = x;
-            const uint8_t *qs = x + 16;
-            int wv[64];
-#pragma unroll
-            for (int sb = 0; sb < 16; sb++) q2k_sub(qs, sb, wv + 4 * sb);
-            float dall_w = f16_at(x + 80), dmin_w = f16_at(x + 82);
-#pragma unroll
-            for (int i = 0; i < TILE; i++) {
-                if (i < ns) {
-                    int s = order[first + c0 + i];
-                    const block_q8_K *a = act + ((long long)(s / act_div) * act_stride) / 256 + b;
-                    const int *aq = (const int *)a->qs;
-                    int summs = 0;
-                    for (int j = 0; j < 16; j++) summs += (int)a->bsums[j] * (int)(scales[j] >> 4);
-                    int isum = 0;
-#pragma unroll
-                    for (int sb = 0; sb < 16; sb++) {
-                        int sub = 0;
-#pragma unroll
-                        for (int q = 0; q < 4; q++) sub = __dp4a(wv[4 * sb + q], aq[4 * sb + q], sub);
-                        isum += (int)(scales[sb] & 15) * sub;
-                    }
-                    float dall = __fmul_rn(a->d, dall_w);
-                    float dmin = __fmul_rn(a->d, dmin_w);
-                    acc[i] = __fadd_rn(acc[i], __fsub_rn(__fmul_rn(dall, (float)isum), __fmul_rn(dmin, (float)summs)));
-                }
-            }
-        }
-#pragma unroll
-        for (int i = 0; i < TILE; i++) {
-            float v = warp_sum(acc[i]);
-            if (lane == 0 && i < ns) y[(long long)order[first + c0 + i] * rows + row] = v;
-        }
-    }
+    mm_grouped(w, w_stride, offsets, order, rows, cols, act, act_div, act_stride, Q2kDec{}, y);
 }

@@ -37,7 +37,6 @@ struct SmpShared {
     double part_f64[SMP_WARPS];
     float part_f32[SMP_WARPS];
     int part_int[SMP_WARPS];
-    int part_idx[SMP_WARPS];
     int count;
     int digit;
     unsigned rem;
@@ -83,16 +82,6 @@ __device__ double smp_sum_f64(double v, SmpShared &sh) {
     return r;
 }
 
-__device__ int smp_sum_int(int v, SmpShared &sh) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (threadIdx.x % WARP == 0) sh.part_int[threadIdx.x / WARP] = v;
-    __syncthreads();
-    int r = 0;
-    for (int w = 0; w < (int)(blockDim.x / WARP); w++) r += sh.part_int[w];
-    __syncthreads();
-    return r;
-}
-
 __device__ int smp_min_int(int v, SmpShared &sh) {
     for (int o = 16; o > 0; o >>= 1) v = min(v, __shfl_xor_sync(0xffffffffu, v, o));
     if (threadIdx.x % WARP == 0) sh.part_int[threadIdx.x / WARP] = v;
@@ -112,46 +101,6 @@ __device__ float smp_max_f32(float v, SmpShared &sh) {
     for (int w = 0; w < (int)(blockDim.x / WARP); w++) r = fmaxf(r, sh.part_f32[w]);
     __syncthreads();
     return r;
-}
-
-// sampling::argmax of x[0, n): the first index of the largest value, NaN
-// never chosen, 0 when nothing beats -inf; *best gets that value (-inf then).
-__device__ int smp_argmax(const float *x, int n, float *best, SmpShared &sh) {
-    float bv = -INFINITY;
-    int bi = n;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = x[i];
-        if (v > bv) {
-            bv = v;
-            bi = i;
-        }
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (ov > bv || (ov == bv && oi < bi)) {
-            bv = ov;
-            bi = oi;
-        }
-    }
-    if (threadIdx.x % WARP == 0) {
-        sh.part_f32[threadIdx.x / WARP] = bv;
-        sh.part_idx[threadIdx.x / WARP] = bi;
-    }
-    __syncthreads();
-    bv = -INFINITY;
-    bi = n;
-    for (int w = 0; w < (int)(blockDim.x / WARP); w++) {
-        float ov = sh.part_f32[w];
-        int oi = sh.part_idx[w];
-        if (ov > bv || (ov == bv && oi < bi)) {
-            bv = ov;
-            bi = oi;
-        }
-    }
-    __syncthreads();
-    *best = bv;
-    return bi < n ? bi : 0;
 }
 
 // The k-th largest (k >= 1) key of x[0, n) (smp_key_at), k at most the
@@ -303,10 +252,10 @@ extern "C" __global__ void sample(const float *x, int n, float temperature, int 
                                   double unit, smp_u64 *keys, double *cums, int *out) {
     __shared__ SmpShared sh;
     float lmax;
-    int amax = smp_argmax(x, n, &lmax, sh);
+    int amax = block_argmax(x, n, &lmax);
     int valid = 0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) valid += !isnan(x[i]);
-    valid = smp_sum_int(valid, sh);
+    valid = block_sum_int(valid);
     // The top-k set: keys >= ck (every non-NaN key without top-k).
     smp_u64 ck = 1;
     if (top_k > 0 && top_k < valid) ck = smp_select(x, n, true, (unsigned)top_k, sh);
