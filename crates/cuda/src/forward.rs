@@ -78,6 +78,12 @@ struct Workspace {
     views: Ws,
 }
 
+/// The workspace buffers that `run` also reads as whole `CudaSlice`s
+/// (cudarc's copies take slices, not addresses): the f32 buffer of the
+/// logits and the i32 buffer of the greedy token.
+const LOGITS_BUF: usize = 32;
+const BEST_BUF: usize = 4;
+
 /// Named views of a workspace's buffers (index order of `Workspace::new`).
 #[derive(Clone, Copy)]
 struct Ws {
@@ -259,13 +265,13 @@ impl Workspace {
             sh: f[29],
             fout: f[30],
             hw: f[31],
-            logits: f[32],
+            logits: f[LOGITS_BUF],
             q8_sc: f[33],
             tokens: i[0],
             experts: i[1],
             sel: i[2],
             n_sel: i[3],
-            best: i[4],
+            best: i[BEST_BUF],
             offsets: i[5],
             order: i[6],
             q8_qs: gpu.ptr(q8_qs),
@@ -698,18 +704,19 @@ impl GpuModel {
                         let mut b = [0i32];
                         self.gpu
                             .stream
-                            .memcpy_dtoh(&wsb.ints[4].slice(0..1), &mut b)?;
+                            .memcpy_dtoh(&wsb.ints[BEST_BUF].slice(0..1), &mut b)?;
                         last = Some(b[0] as u32);
                     }
                     Want::Device => {
-                        let row = wsb.bufs[32].slice(0..c.n_vocab);
+                        let row = wsb.bufs[LOGITS_BUF].slice(0..c.n_vocab);
                         kept = Some(DeviceLogits::new(self.gpu.stream.clone_dtod(&row)?));
                     }
                     Want::Logits(_) => {
                         let mut host = vec![0f32; nr * c.n_vocab];
-                        self.gpu
-                            .stream
-                            .memcpy_dtoh(&wsb.bufs[32].slice(0..nr * c.n_vocab), &mut host)?;
+                        self.gpu.stream.memcpy_dtoh(
+                            &wsb.bufs[LOGITS_BUF].slice(0..nr * c.n_vocab),
+                            &mut host,
+                        )?;
                         logits.extend(host);
                     }
                 }
